@@ -1,0 +1,68 @@
+"""datatrove executors as curate runs them.
+
+datatrove prints every task's INFO log (and a stats table) to the terminal; with curate's own
+progress display that is noise, so tasks log INFO and above to their log file
+(`OUT/<phase>/logs/task_*.log`) and only warnings to the terminal. `CURATE_LOG_LEVEL=INFO` brings the
+full console log back.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from datatrove.executor import LocalPipelineExecutor
+
+_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
+
+
+def console_level() -> str:
+    return os.environ.get("CURATE_LOG_LEVEL", "WARNING").upper()
+
+
+def quiet_datatrove_logs() -> None:
+    """Apply the console level in this process (the launcher) and for tasks run from it."""
+    import datatrove.executor.base as base
+    import datatrove.utils.logging as dt_logging
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=console_level(), format=_FORMAT)
+    base.add_task_logger = _task_logger
+    base.close_task_logger = _close_task_logger
+    dt_logging.setup_default_logger = _default_logger
+
+
+def _default_logger() -> None:
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=console_level(), format=_FORMAT)
+
+
+def _task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1):
+    from loguru import logger
+
+    logger.remove()
+    logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
+    prefix = f"[NODE {node_rank}] " if node_rank != -1 else ""
+    logger.add(sys.stderr, level=console_level() if local_rank == 0 else "ERROR", format=prefix + _FORMAT)
+    logger.add(logfile, level="DEBUG", format=prefix + _FORMAT)
+    logger.info(f"Launching pipeline for {rank=}")
+    return logfile
+
+
+def _close_task_logger(logfile) -> None:
+    from loguru import logger
+
+    logger.complete()
+    _default_logger()
+    logfile.close()
+
+
+class QuietLocalExecutor(LocalPipelineExecutor):
+    """LocalPipelineExecutor whose tasks (possibly in pool processes) use curate's console level."""
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        quiet_datatrove_logs()
+        return super()._run_for_rank(rank, local_rank, node_rank)

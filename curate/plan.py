@@ -1,0 +1,122 @@
+"""What a stage builder hands the runner: the contract between `stages/` and the framework.
+
+A *document* stage's builder returns a list of datatrove steps that transform or filter a stream of
+documents; the runner fuses consecutive document stages into one sharded pass that reads the current
+documents and writes the new ones.
+
+A *global* stage needs to see every document before it can decide anything (dedup, neighbours,
+ordering). Its builder returns a `GlobalPlan`: one or more phases run in order (each one datatrove
+executor, chained with `depends`), then optionally per-document `apply` steps (for example "drop the
+documents listed as duplicates") that the runner fuses into the next document pass, or a new
+document set written by its last phase.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # datatrove is heavy to import; the CLI's `validate` path does not need it
+    from datatrove.pipeline.base import PipelineStep
+    from datatrove.pipeline.writers.disk_base import DiskWriter
+
+
+DOCUMENTS_SUBDIR = "documents"
+DOCUMENTS_GLOB = "*.jsonl.gz"
+
+
+@dataclass
+class Phase:
+    """One executor's worth of work inside a global stage.
+
+    name: short name, unique inside the stage ("signatures", "clusters"); the phase writes under
+        `OUT/<stage_id>.<name>/` (see `StageContext.phase_dir`).
+    pipeline: datatrove steps (or callables with datatrove's (data, rank, world_size) signature).
+    tasks: how many tasks this phase runs as; `None` means the run's task count.
+    reads_documents: the runner prepends a reader of the current document set (sharded over tasks).
+    gpus: GPUs per task this phase can use (a resource hint for cluster executors).
+    """
+
+    name: str
+    pipeline: list[Any]
+    tasks: int | None = None
+    reads_documents: bool = False
+    gpus: int = 0
+    cpus_per_task: int | None = None
+    mem_per_cpu_gb: float | None = None
+
+
+@dataclass
+class GlobalPlan:
+    """What a global stage runs.
+
+    phases: run in order, each depending on the previous one.
+    apply: per-document steps run in the next document pass (after all `phases`), e.g. a filter
+        that drops documents the phases marked as duplicates.
+    documents: a folder of `*.jsonl.gz` documents written by the last phase that replaces the
+        current document set (for stages that reorder or rewrite the corpus wholesale).
+    """
+
+    phases: list[Phase]
+    apply: list[Any] = field(default_factory=list)
+    documents: str | None = None
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Everything a builder may know about the run it is part of.
+
+    stage_id: the stage's id in the recipe (its name, or `name_2`, ... when a name repeats).
+    output_dir: the run's output folder (OUT).
+    phase_dir_for_documents: the folder of the document pass this stage's steps run in (document
+        stages) or of the pass its `apply` steps run in (global stages).
+    tasks / workers: the run's task count and local parallelism.
+    seed: the run's seed; every random choice in a stage derives from it.
+    keep_removed: whether filters should write removed documents with their reason.
+    documents_dir: the folder holding the current document set (input of a global stage's phases).
+    label_key: metadata key holding a topic label, when the input has one (used for quality figures).
+    upstream: (stage_id, stage_name) of every earlier stage in the recipe, in order.
+    """
+
+    stage_id: str
+    output_dir: str
+    phase_dir_for_documents: str
+    tasks: int = 1
+    workers: int = 1
+    seed: int = 0
+    keep_removed: bool = False
+    documents_dir: str | None = None
+    label_key: str | None = None
+    upstream: tuple[tuple[str, str], ...] = ()
+
+    def latest(self, stage_name: str) -> str | None:
+        """The id of the most recent earlier stage registered as `stage_name` (e.g. "embed"), if any."""
+        for stage_id, name in reversed(self.upstream):
+            if name == stage_name:
+                return stage_id
+        return None
+
+    def stage_data_dir(self, stage_id: str, phase: str) -> str:
+        """Data folder of phase `phase` of an earlier global stage `stage_id`."""
+        return os.path.join(self.output_dir, f"{stage_id}.{phase}", "data")
+
+    def phase_dir(self, name: str) -> str:
+        """Folder of this (global) stage's phase `name`: completions, stats, logs and its data."""
+        return os.path.join(self.output_dir, f"{self.stage_id}.{name}")
+
+    def data_dir(self, name: str) -> str:
+        """Where phase `name` keeps its artifacts (kept apart from datatrove's bookkeeping)."""
+        return os.path.join(self.phase_dir(name), "data")
+
+    def removed_writer(self) -> "DiskWriter | None":
+        """A writer for documents this stage drops (with `metadata.filter_reason`), if asked for."""
+        if not self.keep_removed:
+            return None
+        from datatrove.pipeline.writers import JsonlWriter
+
+        return JsonlWriter(
+            os.path.join(self.phase_dir_for_documents, "removed", self.stage_id),
+            output_filename="${rank}.jsonl.gz",
+            compression="gzip",
+        )

@@ -1,0 +1,314 @@
+"""The runner: cuts a recipe into phases and runs each phase as one datatrove executor.
+
+Consecutive document stages fuse into one sharded *document pass* (reader -> steps -> writer of the
+new document set). A global stage contributes its own phases, each depending on the previous one, and
+its `apply` steps open the next document pass. Every phase writes under `OUT/<phase id>/`: datatrove's
+`completions/`, `stats/`, `logs/`, plus its data; a rerun skips completed tasks.
+
+`OUT/run.json` records the plan (phase ids, tasks, stage settings) and each phase's wall time; a rerun
+with a different plan in the same folder is refused instead of mixing two runs' outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from curate.atomic import write_json_atomic
+from curate.plan import DOCUMENTS_SUBDIR, GlobalPlan, StageContext
+from curate.recipe import Recipe
+
+
+class RunError(Exception):
+    """A run that cannot start or did not finish; the message says what to do."""
+
+
+@dataclass
+class PlannedPhase:
+    id: str  # folder name under OUT
+    label: str  # what the terminal shows
+    kind: str  # "documents" or "global"
+    stages: list[str]
+    pipeline: list[Any]
+    tasks: int
+    documents_out: str | None = None  # the document set this phase writes, if any
+    step_stages: list[str] = field(default_factory=list)  # per pipeline step: the stage it belongs to
+    gpus: int = 0
+    cpus_per_task: int | None = None
+    mem_per_cpu_gb: float | None = None
+
+
+@dataclass
+class RunPlan:
+    recipe: Recipe
+    output_dir: str
+    tasks: int
+    workers: int
+    phases: list[PlannedPhase] = field(default_factory=list)
+    final_documents: str | None = None
+
+    def fingerprint(self) -> dict:
+        stages = [
+            {"id": s.id, "name": s.name, "settings": s.settings.model_dump(mode="json")} for s in self.recipe.stages
+        ]
+        return {
+            "input": self.recipe.input.model_dump(mode="json"),
+            "seed": self.recipe.executor.seed,
+            "stages": stages,
+            "phases": [{"id": p.id, "tasks": p.tasks} for p in self.phases],
+        }
+
+
+def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = None, workers: int | None = None) -> RunPlan:
+    """Build every phase's pipeline (nothing runs, nothing is written)."""
+    from datatrove.pipeline.writers import JsonlWriter
+
+    from curate.inputs import documents_reader, input_reader
+    from curate.progress import ProgressCounter
+    from curate.registry import get_stage
+
+    out = os.path.abspath(output_dir or recipe.output.folder)
+    tasks = tasks or recipe.executor.tasks
+    workers = workers if workers and workers > 0 else recipe.executor.workers
+    if workers is None or workers <= 0:
+        workers = min(tasks, os.cpu_count() or 1)
+    plan = RunPlan(recipe, out, tasks, workers)
+
+    current_docs: str | None = None  # None: the recipe's input
+    pending: list[Any] = []
+    pending_owner: list[str] = []  # stage id of each pending step
+    pending_stages: list[str] = []
+    pass_id: str | None = None
+    upstream: list[tuple[str, str]] = []
+
+    def reader_for(phase_dir: str):
+        if current_docs is None:
+            return input_reader(recipe.input, out, phase_dir)
+        return documents_reader(current_docs)
+
+    def flush(default_id: str) -> None:
+        nonlocal current_docs, pending, pending_owner, pending_stages, pass_id
+        pid = pass_id or default_id
+        phase_dir = os.path.join(out, pid)
+        docs_dir = os.path.join(phase_dir, DOCUMENTS_SUBDIR)
+        pipeline = [
+            reader_for(phase_dir),
+            ProgressCounter(os.path.join(phase_dir, "progress")),
+            *pending,
+            JsonlWriter(docs_dir, output_filename="${rank}.jsonl.gz", compression="gzip"),
+        ]
+        label = " + ".join(pending_stages) if pending_stages else "read input"
+        owners = ["read", "progress", *pending_owner, "write"]
+        plan.phases.append(PlannedPhase(pid, label, "documents", list(pending_stages), pipeline, tasks, docs_dir,
+                                        step_stages=owners))
+        current_docs, pending, pending_owner, pending_stages, pass_id = docs_dir, [], [], [], None
+
+    for stage in recipe.stages:
+        spec = get_stage(stage.name)
+        if spec.kind == "document":
+            pass_id = pass_id or stage.id
+            ctx = _context(recipe, stage.id, out, os.path.join(out, pass_id), tasks, workers, current_docs, upstream)
+            steps = spec.build(stage.settings, ctx)
+            pending.extend(steps)
+            pending_owner.extend([stage.id] * len(steps))
+            pending_stages.append(stage.id)
+        else:
+            if pending or current_docs is None:
+                flush("input")
+            apply_id = f"{stage.id}.apply"
+            ctx = _context(recipe, stage.id, out, os.path.join(out, apply_id), tasks, workers, current_docs, upstream)
+            gplan: GlobalPlan = spec.build(stage.settings, ctx)
+            for ph in gplan.phases:
+                pid = f"{stage.id}.{ph.name}"
+                pipeline = list(ph.pipeline)
+                owners = [stage.id] * len(pipeline)
+                if ph.reads_documents:
+                    pipeline = [documents_reader(current_docs), ProgressCounter(os.path.join(out, pid, "progress")), *pipeline]
+                    owners = ["read", "progress", *owners]
+                plan.phases.append(
+                    PlannedPhase(pid, f"{stage.id}: {ph.name}", "global", [stage.id], pipeline, ph.tasks or tasks,
+                                 gpus=ph.gpus, cpus_per_task=ph.cpus_per_task, mem_per_cpu_gb=ph.mem_per_cpu_gb,
+                                 step_stages=owners)
+                )
+            if gplan.documents:
+                current_docs = gplan.documents
+                plan.phases[-1].documents_out = gplan.documents
+            if gplan.apply:
+                pending, pass_id = list(gplan.apply), apply_id
+                pending_owner, pending_stages = [stage.id] * len(gplan.apply), [f"{stage.id} (apply)"]
+        upstream.append((stage.id, stage.name))
+    if pending or current_docs is None:
+        flush("input")
+    plan.final_documents = current_docs
+    return plan
+
+
+def _context(recipe, stage_id, out, pass_dir, tasks, workers, docs, upstream) -> StageContext:
+    return StageContext(
+        stage_id=stage_id,
+        output_dir=out,
+        phase_dir_for_documents=pass_dir,
+        tasks=tasks,
+        workers=workers,
+        seed=recipe.executor.seed,
+        keep_removed=recipe.output.keep_removed,
+        documents_dir=docs,
+        label_key=recipe.input.label_key,
+        upstream=tuple(upstream),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# executors
+
+
+def build_executors(plan: RunPlan, kind: str) -> list:
+    """One datatrove executor per phase, each depending on the previous one."""
+    executors = []
+    prev = None
+    for phase in plan.phases:
+        logging_dir = os.path.join(plan.output_dir, phase.id)
+        if kind == "local":
+            from curate.executors import QuietLocalExecutor
+
+            ex = QuietLocalExecutor(
+                phase.pipeline, tasks=phase.tasks, workers=min(plan.workers, phase.tasks),
+                logging_dir=logging_dir, depends=prev,
+            )
+        elif kind == "slurm":
+            from datatrove.executor import SlurmPipelineExecutor
+
+            cfg = plan.recipe.executor.slurm
+            ex = SlurmPipelineExecutor(
+                phase.pipeline, tasks=phase.tasks, time=cfg.time, partition=cfg.partition,
+                cpus_per_task=phase.cpus_per_task or cfg.cpus_per_task,
+                mem_per_cpu_gb=int(phase.mem_per_cpu_gb or cfg.mem_per_cpu_gb),
+                gpus_per_task=cfg.gpus_per_task if phase.gpus else 0, qos=cfg.qos,
+                job_name=f"{cfg.job_name}-{phase.id}", env_command=cfg.env_command, venv_path=cfg.venv_path,
+                sbatch_args=cfg.sbatch_args or None, logging_dir=logging_dir, depends=prev,
+            )
+        elif kind == "ray":
+            from datatrove.executor import RayPipelineExecutor
+
+            cfg = plan.recipe.executor.ray
+            ex = RayPipelineExecutor(
+                phase.pipeline, tasks=phase.tasks, workers=plan.workers, logging_dir=logging_dir, depends=prev,
+                cpus_per_task=phase.cpus_per_task or cfg.cpus_per_task,
+                mem_per_cpu_gb=phase.mem_per_cpu_gb or cfg.mem_per_cpu_gb,
+                gpus_per_task=cfg.gpus_per_task if phase.gpus else 0,
+            )
+        else:
+            raise RunError(f"unknown executor '{kind}'; valid: local, slurm, ray")
+        executors.append(ex)
+        prev = ex
+    return executors
+
+
+# ---------------------------------------------------------------------------------------------------
+# running
+
+
+def _fingerprint_hash(fp: dict) -> str:
+    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_output_folder(plan: RunPlan, overwrite: bool = False) -> dict | None:
+    """Refuse to mix runs: an existing run.json must describe the same plan (or --overwrite)."""
+    path = os.path.join(plan.output_dir, "run.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        previous = json.load(f)
+    if previous.get("fingerprint_hash") == _fingerprint_hash(plan.fingerprint()):
+        return previous
+    if not overwrite:
+        raise RunError(
+            f"{plan.output_dir} holds the output of a different recipe or settings (see its run.json); "
+            "choose another output folder, or pass --overwrite to delete that run's phases and start again"
+        )
+    for ph in previous.get("phases", []):
+        shutil.rmtree(os.path.join(plan.output_dir, ph["id"]), ignore_errors=True)
+    for name in ("run.json", "report.html"):
+        if os.path.exists(os.path.join(plan.output_dir, name)):
+            os.remove(os.path.join(plan.output_dir, name))
+    return None
+
+
+def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = False) -> dict:
+    """Run every phase in order; returns the run record (also written to OUT/run.json)."""
+    from rich.console import Console
+
+    from curate.executors import quiet_datatrove_logs
+    from curate.inputs import prepare_input
+    from curate.progress import PhaseMonitor
+
+    console = console or Console(stderr=True)
+    previous = check_output_folder(plan, overwrite)
+    os.makedirs(plan.output_dir, exist_ok=True)
+    prepare_input(plan.recipe.input, plan.output_dir)
+    quiet_datatrove_logs()
+    record = {
+        "recipe": plan.recipe.source,
+        "name": plan.recipe.name,
+        "executor": kind,
+        "tasks": plan.tasks,
+        "workers": plan.workers,
+        "fingerprint": plan.fingerprint(),
+        "fingerprint_hash": _fingerprint_hash(plan.fingerprint()),
+        "final_documents": plan.final_documents,
+        "phases": [
+            {"id": p.id, "label": p.label, "kind": p.kind, "stages": p.stages, "tasks": p.tasks,
+             "documents_out": p.documents_out, "step_stages": p.step_stages, "wall_s": 0.0, "status": "pending"}
+            for p in plan.phases
+        ],
+    }
+    if previous:  # keep the time already spent by earlier (interrupted) runs
+        old = {p["id"]: p for p in previous.get("phases", [])}
+        for p in record["phases"]:
+            p["wall_s"] = old.get(p["id"], {}).get("wall_s", 0.0)
+            p["status"] = old.get(p["id"], {}).get("status", "pending")
+    record_path = os.path.join(plan.output_dir, "run.json")
+    write_json_atomic(record, record_path)
+
+    executors = build_executors(plan, kind)
+    if kind != "local":
+        executors[-1].run()  # submits the whole chain; the cluster runs it
+        record["status"] = "submitted"
+        write_json_atomic(record, record_path)
+        return record
+
+    for i, (phase, ex) in enumerate(zip(plan.phases, executors)):
+        entry = record["phases"][i]
+        phase_dir = os.path.join(plan.output_dir, phase.id)
+        label = f"[{i + 1}/{len(plan.phases)}] {phase.label}"
+        t0 = time.monotonic()
+        if entry["status"] == "done" and not ex.get_incomplete_ranks():
+            console.print(f"{label}: already complete, skipped")
+            continue
+        with PhaseMonitor(console, label, phase_dir, phase.tasks) as mon:
+            try:
+                ex.run()
+            except Exception as e:  # noqa: BLE001 - reported with where to look, then re-raised as RunError
+                entry["status"] = "failed"
+                entry["wall_s"] += time.monotonic() - t0
+                write_json_atomic(record, record_path)
+                failed = ex.get_incomplete_ranks()
+                logs = os.path.join(phase_dir, "logs")
+                raise RunError(
+                    f"phase '{phase.id}' failed ({type(e).__name__}: {e}); incomplete tasks {failed[:10]}; "
+                    f"task logs in {logs}. Rerun the same command to resume."
+                ) from e
+        entry["wall_s"] += time.monotonic() - t0
+        entry["status"] = "done"
+        done, docs, _ = mon.final()
+        if not console.is_terminal:
+            console.print(f"{label}: {done}/{phase.tasks} tasks, {docs:,} docs, {entry['wall_s']:.1f}s")
+        write_json_atomic(record, record_path)
+    record["status"] = "done"
+    write_json_atomic(record, record_path)
+    return record

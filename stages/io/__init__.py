@@ -1,0 +1,1 @@
+"""Input builders that are not plain files: the Python documentation corpus of the quickstart."""

@@ -1,0 +1,3 @@
+"""k-nearest-neighbour graph of the document embeddings (FAISS, CPU or GPU)."""
+
+from stages.neighbors import stage  # noqa: F401

@@ -1,0 +1,132 @@
+"""How good an ordering is: the figures the project reports (see the ICLM reference).
+
+- MAC: mean cosine similarity of consecutive documents (vectors are L2-normalised).
+- U2 bound: 1/2 [sum(s1 + s2) - (two smallest s2)], with s1 / s2 each document's best and
+  second-best similarity to any *other* document. A Hamiltonian path uses two edges at every inner
+  node and one at each end, each edge counted from both ends, so its total is at most that; the two
+  ends lose at least their second-best. Exact s1 / s2 give a valid bound; from an approximate kNN
+  graph it is only an estimate.
+- kNN edge fraction: adjacent pairs where one is in the other's top-k list.
+- label agreement: adjacent pairs sharing a topic label, beside chance (sum of squared shares).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_CHUNK = 1 << 18
+
+
+def is_permutation(order: np.ndarray, n: int) -> bool:
+    order = np.asarray(order)
+    if order.shape != (n,):
+        return False
+    if n == 0:
+        return True
+    if order.min() < 0 or order.max() >= n:
+        return False
+    return bool(np.bincount(order, minlength=n).max() == 1)
+
+
+def adjacent_similarities(vectors: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each consecutive pair along `order` (float32, length n-1)."""
+    order = np.asarray(order, dtype=np.int64)
+    out = np.empty(max(len(order) - 1, 0), dtype=np.float32)
+    for lo in range(0, len(out), _CHUNK):
+        hi = min(lo + _CHUNK, len(out))
+        u = np.asarray(vectors[order[lo:hi]], dtype=np.float32)
+        v = np.asarray(vectors[order[lo + 1 : hi + 1]], dtype=np.float32)
+        out[lo:hi] = np.einsum("ij,ij->i", u, v)
+    return out
+
+
+def mean_adjacent_cosine(vectors: np.ndarray, order: np.ndarray) -> float:
+    sims = adjacent_similarities(vectors, order)
+    return float(sims.mean()) if len(sims) else 0.0
+
+
+def top2_similarities(vectors: np.ndarray, exact_limit: int = 200_000):
+    """(s1, s2): best and second-best similarity of each row to any other row, by exact search.
+
+    The row itself is excluded by index (an exact duplicate of a row still counts as "other").
+    """
+    import faiss
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(x)
+    if n > exact_limit:
+        raise ValueError(f"exact top-2 search on {n} rows is quadratic; use bounds_from_knn")
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    kk = min(3, n)
+    sims, idx = index.search(x, kk)
+    s = np.where(idx == np.arange(n)[:, None], -np.inf, sims)
+    s = -np.sort(-s, axis=1)
+    s1 = s[:, 0]
+    s2 = s[:, 1] if kk > 2 else np.full(n, -np.inf, dtype=np.float32)
+    return s1.astype(np.float64), s2.astype(np.float64)
+
+
+def top2_from_knn(neighbors: np.ndarray, similarities: np.ndarray):
+    """(s1, s2) read from a kNN table (valid bounds only if the table is exact)."""
+    n = len(neighbors)
+    nb = np.asarray(neighbors)
+    s = np.where((nb >= 0) & (nb != np.arange(n)[:, None]), np.asarray(similarities, dtype=np.float64), -np.inf)
+    s = -np.sort(-s, axis=1)
+    s1 = s[:, 0] if s.shape[1] > 0 else np.full(n, -np.inf)
+    s2 = s[:, 1] if s.shape[1] > 1 else np.full(n, -np.inf)
+    return s1, s2
+
+
+def upper_bound_u2(s1: np.ndarray, s2: np.ndarray) -> float:
+    """U2 = 1/2 [sum(s1 + s2) - (two smallest s2)]; missing values (-inf) count as 0 (no edge)."""
+    s1 = np.where(np.isfinite(s1), s1, 0.0)
+    s2 = np.where(np.isfinite(s2), s2, 0.0)
+    if len(s1) < 2:
+        return 0.0
+    two_smallest = np.partition(s2, 1)[:2].sum()
+    return float(0.5 * (s1.sum() + s2.sum() - two_smallest))
+
+
+def knn_edge_fraction(order: np.ndarray, neighbors: np.ndarray) -> float:
+    """Share of adjacent pairs (u, v) with v in u's list or u in v's list."""
+    order = np.asarray(order, dtype=np.int64)
+    if len(order) < 2:
+        return 0.0
+    hits = 0
+    for lo in range(0, len(order) - 1, _CHUNK):
+        hi = min(lo + _CHUNK, len(order) - 1)
+        u, v = order[lo:hi], order[lo + 1 : hi + 1]
+        hit = (neighbors[u] == v[:, None]).any(axis=1) | (neighbors[v] == u[:, None]).any(axis=1)
+        hits += int(hit.sum())
+    return hits / (len(order) - 1)
+
+
+def label_agreement(labels, order: np.ndarray) -> tuple[float, float]:
+    """(share of adjacent pairs with equal labels, chance level = sum of squared label shares)."""
+    lab = np.asarray(labels)
+    order = np.asarray(order, dtype=np.int64)
+    if len(order) < 2:
+        return 0.0, 0.0
+    seq = lab[order]
+    agree = float(np.mean(seq[1:] == seq[:-1]))
+    _, counts = np.unique(lab, return_counts=True)
+    chance = float(((counts / counts.sum()) ** 2).sum())
+    return agree, chance
+
+
+def ordering_quality(vectors, order, neighbors=None, labels=None, s1=None, s2=None) -> dict:
+    """All figures for one ordering. Pass (s1, s2) to get the bound ratio."""
+    n = len(order)
+    sims = adjacent_similarities(vectors, order)
+    out = {"documents": n, "mac": float(sims.mean()) if len(sims) else 0.0, "path_total": float(sims.sum(dtype=np.float64))}
+    if s1 is not None and s2 is not None:
+        u2 = upper_bound_u2(s1, s2)
+        out["u2_bound"] = u2
+        out["bound_ratio"] = out["path_total"] / u2 if u2 > 0 else None
+    if neighbors is not None:
+        out["knn_edge_fraction"] = knn_edge_fraction(order, neighbors)
+    if labels is not None:
+        agree, chance = label_agreement(labels, order)
+        out["label_agreement"], out["label_chance"] = agree, chance
+    return out

@@ -1,0 +1,59 @@
+"""Small builders shared by the framework tests: corpora written to tmp folders, CLI runners."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_jsonl_gz(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    return path
+
+
+def write_recipe(path: Path, recipe: dict) -> Path:
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def curate_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the installed CLI exactly as a user does (a separate process)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "curate.cli", *args], cwd=cwd or REPO, capture_output=True, text=True,
+        timeout=timeout, env=env,
+    )
+
+
+def read_docs(folder: str | Path) -> list[dict]:
+    from curate.api import read_documents
+
+    return read_documents(str(folder))
+
+
+def synthetic_docs(n: int, seed: int = 0, dup_every: int = 0) -> list[dict]:
+    """Distinct, deterministic English-like documents; every `dup_every`-th repeats an earlier text."""
+    import random
+
+    rng = random.Random(seed)
+    words = ("data model train corpus token window order graph cluster search index vector document "
+             "language quality filter rule paragraph sentence neighbour path pack shard task phase").split()
+    docs = []
+    for i in range(n):
+        if dup_every and i and i % dup_every == 0:
+            text = docs[i - dup_every // 2]["text"]
+        else:
+            text = " ".join(rng.choice(words) for _ in range(rng.randint(30, 120))) + f" doc{i}."
+        docs.append({"id": f"d{i:06d}", "text": text, "topic": words[i % 5]})
+    return docs
