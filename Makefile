@@ -3,6 +3,10 @@
 # machine needs.
 PYTHON ?= python3
 VENV ?= .venv
+EXTRAS ?= test
+# Where torch comes from. Empty: the configured package index (on the project's machines that gives
+# the local CPU build). Docker sets https://download.pytorch.org/whl/cpu or .../cu126.
+TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -11,7 +15,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch==2.13.0 --index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 setup: $(STAMP)

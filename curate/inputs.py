@@ -12,6 +12,7 @@ import json
 import os
 
 from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.writers import JsonlWriter
 
 from curate.plan import DOCUMENTS_GLOB
 from curate.recipe import InputConfig
@@ -92,6 +93,39 @@ class CountingJsonlReader(JsonlReader):
                 self._problems = None
 
 
+_GZIP_FIXED = "gzip_mtime0"
+
+
+def _register_fixed_gzip() -> None:
+    """A gzip codec for fsspec that writes mtime 0, so the same documents give the same bytes."""
+    import gzip
+
+    import fsspec.compression as compression
+
+    if _GZIP_FIXED not in compression.compr:
+        compression.register_compression(
+            _GZIP_FIXED, lambda f, mode="rb", **kw: gzip.GzipFile(fileobj=f, mode=mode, mtime=0), extensions=[]
+        )
+
+
+class DocumentsWriter(JsonlWriter):
+    """The writer of every document set between phases: `<rank>.jsonl.gz`, byte-identical across reruns.
+
+    datatrove's gzip output embeds the time of writing in each file's header; this one does not.
+    """
+
+    name = "🐿 Jsonl (documents)"
+
+    def __init__(self, output_folder: str):
+        super().__init__(output_folder, output_filename="${rank}.jsonl.gz", compression="gzip")
+        _register_fixed_gzip()
+        self.output_mg = self.output_folder.get_output_file_manager(mode="wb", compression=_GZIP_FIXED)
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        _register_fixed_gzip()  # pool processes import this module afresh
+        yield from super().run(data, rank, world_size)
+
+
 def documents_reader(folder: str) -> JsonlReader:
     """Reader of a document set written by a previous phase."""
     return JsonlReader(folder, glob_pattern=DOCUMENTS_GLOB, add_file_path=False)
@@ -132,7 +166,7 @@ def input_reader(inp: InputConfig, output_dir: str, phase_dir: str):
     if inp.format == "huggingface":
         from datatrove.pipeline.readers import HuggingFaceDatasetReader
 
-        options = {"split": inp.split}
+        options = {"split": inp.split, **inp.dataset_options}
         if inp.dataset_config:
             options["name"] = inp.dataset_config
         return HuggingFaceDatasetReader(
@@ -147,9 +181,9 @@ def input_reader(inp: InputConfig, output_dir: str, phase_dir: str):
         with open(paths_file, "w") as f:
             f.write("\n".join(files) + "\n")
     common = dict(limit=inp.limit, text_key=inp.text_key, id_key=inp.id_key, glob_pattern=pattern,
-                  paths_file=paths_file, add_file_path=False)
+                  paths_file=paths_file)
     if inp.format == "jsonl":
-        return CountingJsonlReader(folder, problems_dir=problems, **common)
+        return CountingJsonlReader(folder, problems_dir=problems, add_file_path=False, **common)
     if inp.format == "parquet":
         from datatrove.pipeline.readers import ParquetReader
 

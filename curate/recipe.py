@@ -61,6 +61,9 @@ class InputConfig(_Strict):
     dataset: str | None = Field(None, description="huggingface: dataset name or local path")
     dataset_config: str | None = Field(None, description="huggingface: configuration name")
     split: str = Field("train", description="huggingface: split")
+    dataset_options: dict[str, Any] = Field(
+        default_factory=dict, description="huggingface: more load_dataset arguments (e.g. data_files for 'json')"
+    )
     streaming: bool = Field(False, description="huggingface: stream instead of downloading/caching first")
     shards: int = Field(8, ge=1, description="python_docs: number of files the generated corpus is split into")
 

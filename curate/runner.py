@@ -66,9 +66,7 @@ class RunPlan:
 
 def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = None, workers: int | None = None) -> RunPlan:
     """Build every phase's pipeline (nothing runs, nothing is written)."""
-    from datatrove.pipeline.writers import JsonlWriter
-
-    from curate.inputs import documents_reader, input_reader
+    from curate.inputs import DocumentsWriter, documents_reader, input_reader
     from curate.progress import ProgressCounter
     from curate.registry import get_stage
 
@@ -100,7 +98,7 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
             reader_for(phase_dir),
             ProgressCounter(os.path.join(phase_dir, "progress")),
             *pending,
-            JsonlWriter(docs_dir, output_filename="${rank}.jsonl.gz", compression="gzip"),
+            DocumentsWriter(docs_dir),
         ]
         label = " + ".join(pending_stages) if pending_stages else "read input"
         owners = ["read", "progress", *pending_owner, "write"]
