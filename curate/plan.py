@@ -113,10 +113,6 @@ class StageContext:
         """A writer for documents this stage drops (with `metadata.filter_reason`), if asked for."""
         if not self.keep_removed:
             return None
-        from datatrove.pipeline.writers import JsonlWriter
+        from curate.inputs import DocumentsWriter
 
-        return JsonlWriter(
-            os.path.join(self.phase_dir_for_documents, "removed", self.stage_id),
-            output_filename="${rank}.jsonl.gz",
-            compression="gzip",
-        )
+        return DocumentsWriter(os.path.join(self.phase_dir_for_documents, "removed", self.stage_id))

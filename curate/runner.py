@@ -273,7 +273,11 @@ def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = 
     record_path = os.path.join(plan.output_dir, "run.json")
     write_json_atomic(record, record_path)
 
-    executors = build_executors(plan, kind)
+    try:
+        executors = build_executors(plan, kind)
+    except ImportError as e:
+        hint = {"ray": "pip install 'curate[ray]'", "slurm": "run on a Slurm login node"}.get(kind, "")
+        raise RunError(f"cannot use executor '{kind}': {e}. {hint}") from e
     if kind != "local":
         executors[-1].run()  # submits the whole chain; the cluster runs it
         record["status"] = "submitted"

@@ -208,3 +208,14 @@ def test_same_input_recipe_and_seed_give_byte_identical_output(tmp_path, corpus)
             assert [p.relative_to(a.output_dir) for p in fa] == [p.relative_to(b.output_dir) for p in fb]
             for x, y in zip(fa, fb):
                 assert x.read_bytes() == y.read_bytes(), x
+
+
+def test_removed_documents_are_kept_with_their_reason(tmp_path, corpus):
+    rd = recipe_dict(corpus, tmp_path / "out", stages=["exact_dedup"])
+    rd["output"] = {"folder": str(tmp_path / "out"), "keep_removed": True}
+    res = run_recipe(rd)
+    removed = read_docs(Path(res.output_dir) / "exact_dedup.apply" / "removed" / "exact_dedup")
+    kept = read_docs(res.final_documents)
+    assert len(removed) + len(kept) == 300
+    assert {d["metadata"]["filter_reason"] for d in removed} == {"exact_duplicate"}
+    assert {d["text"] for d in removed} <= {d["text"] for d in kept}
