@@ -18,17 +18,24 @@ from curate.plan import DOCUMENTS_GLOB
 from curate.recipe import InputConfig
 
 
+class BadInputError(ValueError):
+    """A bad input record in strict mode: the message names the file and line."""
+
+
 class CountingJsonlReader(JsonlReader):
     """JsonlReader that counts and records every record it cannot turn into a document."""
 
     name = "🐿 Jsonl (counted)"
 
-    def __init__(self, *args, problems_dir: str | None = None, **kwargs):
+    def __init__(self, *args, problems_dir: str | None = None, strict: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.problems_dir = problems_dir
+        self.problems_dir, self.strict = problems_dir, strict
         self._problems = None
 
     def _problem(self, filepath: str, line: int, reason: str, detail: str = "") -> None:
+        if self.strict:
+            where = self.data_folder.resolve_paths(filepath)
+            raise BadInputError(f"{where}:{line}: {reason.replace('_', ' ')}" + (f" ({detail[:200]})" if detail else ""))
         self.stat_update("dropped_input", f"dropped_input_{reason}")
         if self.problems_dir is None:
             return
@@ -183,7 +190,7 @@ def input_reader(inp: InputConfig, output_dir: str, phase_dir: str):
     common = dict(limit=inp.limit, text_key=inp.text_key, id_key=inp.id_key, glob_pattern=pattern,
                   paths_file=paths_file)
     if inp.format == "jsonl":
-        return CountingJsonlReader(folder, problems_dir=problems, add_file_path=False, **common)
+        return CountingJsonlReader(folder, problems_dir=problems, strict=inp.strict, add_file_path=False, **common)
     if inp.format == "parquet":
         from datatrove.pipeline.readers import ParquetReader
 

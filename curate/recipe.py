@@ -66,6 +66,7 @@ class InputConfig(_Strict):
     )
     streaming: bool = Field(False, description="huggingface: stream instead of downloading/caching first")
     shards: int = Field(8, ge=1, description="python_docs: number of files the generated corpus is split into")
+    strict: bool = Field(False, description="stop the run at the first bad input record (default: count it and go on)")
 
     @field_validator("paths")
     @classmethod

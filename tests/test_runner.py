@@ -219,3 +219,26 @@ def test_removed_documents_are_kept_with_their_reason(tmp_path, corpus):
     assert len(removed) + len(kept) == 300
     assert {d["metadata"]["filter_reason"] for d in removed} == {"exact_duplicate"}
     assert {d["text"] for d in removed} <= {d["text"] for d in kept}
+
+
+def test_truncated_gzip_is_counted_and_strict_mode_stops_at_the_first_problem(tmp_path):
+    import gzip as gz
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    payload = gz.compress(("\n".join(json.dumps({"id": str(i), "text": f"document number {i} " * 20})
+                                     for i in range(2000)) + "\n").encode())
+    (folder / "cut.jsonl.gz").write_bytes(payload[: len(payload) // 2])
+    res = run_recipe(recipe_dict(folder, tmp_path / "out", stages=["normalize"], tasks=1))
+    kept = read_docs(res.final_documents)
+    assert 0 < len(kept) < 2000
+    n, problems = build_report(res.output_dir).problems()
+    assert n == 1 and problems[0]["reason"] == "truncated_file" and problems[0]["line"] == len(kept) + 1
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "fine"}\n{"id": "b"}\n')
+    rd = recipe_dict(bad, tmp_path / "strict", stages=["normalize"], tasks=1)
+    rd["input"]["strict"] = True
+    with pytest.raises(RunError) as e:
+        run_recipe(rd)
+    assert f"{bad}:2: missing text" in str(e.value)
