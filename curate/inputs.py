@@ -116,21 +116,51 @@ def _register_fixed_gzip() -> None:
 
 
 class DocumentsWriter(JsonlWriter):
-    """The writer of every document set between phases: `<rank>.jsonl.gz`, byte-identical across reruns.
+    """The writer of every document set between phases, byte-identical across reruns.
 
     datatrove's gzip output embeds the time of writing in each file's header; this one does not.
+    `parts > 1` splits each task's output round-robin into that many files (`<rank>_<part>.jsonl.gz`):
+    the input pass uses it when the input has fewer files than tasks, so that every later phase has
+    work for all its tasks (datatrove shards by file, and one big file would leave all but one idle).
     """
 
     name = "🐿 Jsonl (documents)"
 
-    def __init__(self, output_folder: str):
-        super().__init__(output_folder, output_filename="${rank}.jsonl.gz", compression="gzip")
+    def __init__(self, output_folder: str, parts: int = 1):
+        filename = "${rank}.jsonl.gz" if parts <= 1 else "${rank}_${part}.jsonl.gz"
+        super().__init__(output_folder, output_filename=filename, compression="gzip")
+        self.parts = max(1, parts)
         _register_fixed_gzip()
         self.output_mg = self.output_folder.get_output_file_manager(mode="wb", compression=_GZIP_FIXED)
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         _register_fixed_gzip()  # pool processes import this module afresh
-        yield from super().run(data, rank, world_size)
+        with self:
+            for i, document in enumerate(data):
+                with self.track_time():
+                    if self.parts > 1:
+                        self.write(document, rank, part=f"{i % self.parts:05d}")
+                    else:
+                        self.write(document, rank)
+                yield document
+
+
+def count_input_files(inp: InputConfig) -> int | None:
+    """How many files a local input names (None when it cannot be known before reading)."""
+    if inp.format not in ("jsonl", "parquet", "warc") or inp.paths is None:
+        return None
+    paths = [inp.paths] if isinstance(inp.paths, str) else inp.paths
+    n = 0
+    for p in paths:
+        if "://" in p:
+            return None
+        if glob.has_magic(p):
+            n += len(glob.glob(p, recursive=True))
+        elif os.path.isdir(p):
+            n += sum(len(files) for _, _, files in os.walk(p))
+        else:
+            n += 1
+    return n
 
 
 def documents_reader(folder: str) -> JsonlReader:

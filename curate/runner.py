@@ -66,7 +66,7 @@ class RunPlan:
 
 def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = None, workers: int | None = None) -> RunPlan:
     """Build every phase's pipeline (nothing runs, nothing is written)."""
-    from curate.inputs import DocumentsWriter, documents_reader, input_reader
+    from curate.inputs import DocumentsWriter, count_input_files, documents_reader, input_reader
     from curate.progress import ProgressCounter
     from curate.registry import get_stage
 
@@ -94,11 +94,13 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
         pid = pass_id or default_id
         phase_dir = os.path.join(out, pid)
         docs_dir = os.path.join(phase_dir, DOCUMENTS_SUBDIR)
+        n_files = count_input_files(recipe.input) if current_docs is None else None
+        parts = tasks if n_files is not None and n_files < tasks else 1
         pipeline = [
             reader_for(phase_dir),
             ProgressCounter(os.path.join(phase_dir, "progress")),
             *pending,
-            DocumentsWriter(docs_dir),
+            DocumentsWriter(docs_dir, parts=parts),
         ]
         label = " + ".join(pending_stages) if pending_stages else "read input"
         owners = ["read", "progress", *pending_owner, "write"]

@@ -58,7 +58,8 @@ def test_planted_exact_duplicates_across_shards(tmp_path):
     assert removed["dropped_exact_duplicate"] == len(planted)
     texts = {d["id"]: d["text"] for d in docs}
     assert removed["chars_removed"] == sum(len(texts[i]) for i in planted)
-    assert removed["lines_removed"] == sum(texts[i].count("\n") + 1 for i in planted)
+    # lines = non-blank lines: each planted copy is a blank line then one line of text
+    assert removed["lines_removed"] == sum(sum(1 for l in texts[i].split("\n") if l.strip()) for i in planted)
 
 
 def test_no_duplicates_keeps_everything(tmp_path):

@@ -62,7 +62,19 @@ def test_numba_signature_equals_numpy_reference():
     a, b = hashing.permutations(64, seed=3)
     for size in (1, 17, 5000):
         shingles = rng.integers(0, 2**63, size=size, dtype=np.uint64)
-        assert np.array_equal(hashing.minhash_signature(shingles, a, b), hashing.minhash_signature_numpy(shingles, a, b))
+        assert np.array_equal(
+            hashing.minhash_signature(shingles, a, b), hashing.minhash_signature_numpy(shingles, a, b)
+        )
+
+
+def test_fused_kernel_equals_shingles_then_signature():
+    a, b = hashing.permutations(128, seed=5)
+    for text in ("x", "short text", _text(random.Random(0), 300)):
+        codes = hashing.codepoints(text)
+        for n in (5, 13):
+            expected = hashing.minhash_signature(hashing.window_hashes(codes, n, seed=9), a, b)
+            assert np.array_equal(hashing.signature_of_codes(codes, n, a, b, seed=9), expected)
+    assert hashing.signature_of_codes(hashing.codepoints(""), 13, a, b) is None
 
 
 def test_signature_agreement_tracks_exact_jaccard():
@@ -101,12 +113,13 @@ def _corpus(seed: int = 5):
     return docs, near, far
 
 
-def test_planted_near_duplicates_are_removed_keeping_smallest_id(tmp_path):
+@pytest.mark.parametrize("parts", [1, 3])
+def test_planted_near_duplicates_are_removed_keeping_smallest_id(tmp_path, parts):
     docs, near, far = _corpus()
     assert all(j >= 0.95 for _, j in near.values()) and all(j <= 0.5 for _, _, j in far)
     inp = write_documents(docs, str(tmp_path / "in"), shards=3)
     ctx = stage_context("minhash_dedup", str(tmp_path / "out"), inp, tasks=3)
-    out = run_plan(build_minhash_dedup(MinhashDedupSettings(), ctx), ctx)
+    out = run_plan(build_minhash_dedup(MinhashDedupSettings(parts=parts), ctx), ctx)
     kept = {d["id"] for d in out}
     assert kept == {d["id"] for d in docs} - set(near)
     clusters = pl.read_parquet(ctx.data_dir("clusters") + "/clusters.parquet")
@@ -163,3 +176,20 @@ def test_bbc_exact_duplicates_all_land_in_clusters(shared_data, tmp_path):
     for g in groups:  # each group of identical texts keeps at most one member
         assert sum(i in kept for i in g) <= 1
     assert len(out) <= len(docs) - sum(len(g) - 1 for g in groups)
+
+
+def test_lone_surrogates_do_not_crash_signing():
+    for unit in ("char", "word"):
+        signer = MinhashSigner(MinhashDedupSettings(unit=unit, ngram=3), seed=0)
+        assert signer.signature("broken \ud800 surrogate text here") is not None
+
+
+def test_clusters_do_not_depend_on_sharding(tmp_path):
+    docs, _, _ = _corpus(seed=8)
+    tables = []
+    for shards in (1, 4):
+        inp = write_documents(docs, str(tmp_path / f"in{shards}"), shards=shards)
+        ctx = stage_context("minhash_dedup", str(tmp_path / f"out{shards}"), inp, tasks=shards)
+        run_plan(build_minhash_dedup(MinhashDedupSettings(), ctx), ctx)
+        tables.append(pl.read_parquet(ctx.data_dir("clusters") + "/clusters.parquet"))
+    assert tables[0].height > 0 and tables[0].equals(tables[1])

@@ -65,7 +65,34 @@ def test_planted_paragraphs_keep_first_occurrence(tmp_path, shards):
 def test_no_repeated_paragraphs_changes_nothing(tmp_path):
     rng = random.Random(9)
     docs = [{"id": f"d{i}", "text": "\n".join(_unique_line(rng) for _ in range(4))} for i in range(20)]
-    out, ctx = _run(tmp_path, docs, 2)
+    out, _ = _run(tmp_path, docs, 2)
     assert out == {d["id"]: d["text"] for d in docs}
     files = list((tmp_path / "out").glob("paragraph_dedup.first/data/clusters/*.parquet"))
     assert sum(pl.read_parquet(f).height for f in files) == 0
+
+
+def test_web_pages_every_line_survives_at_most_once(shared_data, tmp_path):
+    import gzip
+    import json
+
+    with gzip.open(shared_data / "web_pages.jsonl.gz", "rt") as f:
+        docs = [{"id": str(d["id"]), "text": d["text"]} for d in map(json.loads, f)]
+    out, ctx = _run(tmp_path, docs, 2)
+    seen: dict[str, str] = {}
+    for doc_id, text in out.items():
+        for line in filter(None, (l.strip() for l in text.split("\n"))):
+            assert line not in seen, f"{line!r} kept in {seen[line]} and {doc_id}"
+            seen[line] = doc_id
+    # a line is gone only if it was repeated, or its document was dropped as too short
+    dropped = {d["id"] for d in docs if d["text"].strip()} - set(out)  # the reader skips empty documents
+    counts: dict[str, int] = {}
+    for d in docs:
+        for line in set(filter(None, (l.strip() for l in d["text"].split("\n")))):
+            counts[line] = counts.get(line, 0) + 1
+    for d in docs:
+        if d["id"] in dropped:
+            continue
+        for line in filter(None, (l.strip() for l in d["text"].split("\n"))):
+            assert line in seen or counts[line] > 1
+    stats = {k.split("/")[-1]: v for k, v in phase_stats(ctx, "apply").items() if "paragraph" in k}
+    assert stats["lines_removed"] > 0 and stats.get("documents_removed", 0) == len(dropped)

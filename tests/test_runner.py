@@ -242,3 +242,24 @@ def test_truncated_gzip_is_counted_and_strict_mode_stops_at_the_first_problem(tm
     with pytest.raises(RunError) as e:
         run_recipe(rd)
     assert f"{bad}:2: missing text" in str(e.value)
+
+
+def test_one_input_file_is_spread_over_all_tasks(tmp_path):
+    docs = synthetic_docs(400)
+    data = write_jsonl_gz(tmp_path / "one.jsonl.gz", docs)
+    res = run_recipe(recipe_dict(data, tmp_path / "out", stages=["normalize", "exact_dedup"], tasks=4))
+    first = Path(res.output_dir) / "normalize" / "documents"
+    sizes = [len(read_docs_file(p)) for p in sorted(first.glob("*.jsonl.gz"))]
+    assert len(sizes) == 4 and sizes == [100, 100, 100, 100]
+    # every task of the next phases had documents
+    stats = sorted((Path(res.output_dir) / "exact_dedup.signatures" / "stats").glob("*.json"))
+    per_task = [json.loads(p.read_text())[0]["stats"]["documents"]["total"] for p in stats]
+    assert per_task == [100, 100, 100, 100]
+    assert [d["id"] for d in sorted(read_docs(res.final_documents), key=lambda d: d["id"])] == [d["id"] for d in docs]
+
+
+def read_docs_file(path: Path) -> list[dict]:
+    import gzip as gz
+
+    with gz.open(path, "rt") as f:
+        return [json.loads(line) for line in f]

@@ -5,3 +5,4 @@ from stages.dedup import minhash  # noqa: F401
 from stages.dedup import paragraph  # noqa: F401
 from stages.dedup import substring  # noqa: F401
 from stages.dedup import similar_line  # noqa: F401
+from stages.dedup import semantic  # noqa: F401

@@ -31,14 +31,13 @@ class ExactDedupSettings(StageSettings):
         0, ge=0, description="hash-prefix buckets (tasks of the duplicates phase); 0 = the run's task count"
     )
     strip: bool = Field(True, description="ignore leading and trailing whitespace when comparing texts")
-    write_clusters: bool = Field(
-        True, description="write `clusters.parquet` (removed id, kept id) for inspection"
-    )
+    write_clusters: bool = Field(True, description="write `clusters.parquet` (removed id, kept id) for inspection")
 
 
 def text_digest(text: str, strip: bool = True) -> tuple[int, int]:
     """128-bit content digest of a text, as two unsigned 64-bit integers."""
-    d = hashlib.blake2b((text.strip() if strip else text).encode("utf-8"), digest_size=16).digest()
+    data = (text.strip() if strip else text).encode("utf-8", "surrogatepass")  # JSON allows lone surrogates
+    d = hashlib.blake2b(data, digest_size=16).digest()
     return int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little")
 
 
@@ -140,7 +139,9 @@ def build_exact_dedup(settings: ExactDedupSettings, ctx: StageContext) -> Global
     return GlobalPlan(
         phases=[
             Phase("signatures", [ExactDedupSignatures(signatures, buckets, settings.strip)], reads_documents=True),
-            Phase("duplicates", [ExactDedupFindDuplicates(signatures, duplicates, settings.write_clusters)], tasks=buckets),
+            Phase(
+                "duplicates", [ExactDedupFindDuplicates(signatures, duplicates, settings.write_clusters)], tasks=buckets
+            ),
         ],
         apply=[ExactDedupFilter(duplicates, exclusion_writer=ctx.removed_writer())],
     )

@@ -82,14 +82,16 @@ def window_hashes(values: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 def codepoints(text: str) -> np.ndarray:
     """The text's Unicode code points as uint64, without a Python loop."""
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    # surrogatepass: JSON can carry lone surrogates, which must not crash a task
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
 
 
 def word_codes(words: list[str]) -> np.ndarray:
     """One 64-bit code per word (xxh3, C speed per call)."""
     import xxhash
 
-    return np.fromiter((xxhash.xxh3_64_intdigest(w) for w in words), dtype=np.uint64, count=len(words))
+    codes = (xxhash.xxh3_64_intdigest(w.encode("utf-8", "surrogatepass")) for w in words)
+    return np.fromiter(codes, dtype=np.uint64, count=len(words))
 
 
 def shingle_hashes(text: str, n: int, unit: str = "char", normalize: bool = True, seed: int = 0) -> np.ndarray:
@@ -111,17 +113,19 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-_signer = None
+_kernels: dict = {}
 
 
-def _compiled_signer():
-    """numba kernel: for each shingle, update the running minimum of every permutation in place.
+def _compiled_kernels() -> dict:
+    """numba kernels (compiled once per process, cached on disk).
 
-    One pass over the shingles with no (shingles x permutations) temporary: ~9x faster than the numpy
-    broadcast on 2,000-character documents (measured in bench/dedup.py's `signature_kernel` figures).
+    `sign`: for each shingle, update the running minimum of every permutation in place: one pass, no
+    (shingles x permutations) temporary, ~7x faster than the numpy broadcast (bench/dedup.py,
+    `kernel_*_us_per_doc`). `sign_windows`: the same fused with `window_hashes`, so a document goes from
+    code points to signature without materialising its shingles (the numpy shingling costs ~20 small
+    array operations per document, which dominates on short documents).
     """
-    global _signer
-    if _signer is None:
+    if not _kernels:
         import numba
 
         @numba.njit(cache=True, nogil=True)
@@ -131,17 +135,51 @@ def _compiled_signer():
                 h = shingles[i]
                 for k in range(a.shape[0]):
                     v = a[k] * h + b[k]
-                    if v < best[k]:
-                        best[k] = v
+                    best[k] = min(best[k], v)
             return best
 
-        _signer = sign
-    return _signer
+        @numba.njit(cache=True, nogil=True)
+        def sign_windows(values, n, fwd, inv, salt, a, b):
+            length = values.shape[0]
+            prefix = np.empty(length + 1, dtype=np.uint64)
+            prefix[0] = np.uint64(0)
+            for t in range(length):
+                prefix[t + 1] = prefix[t] + (values[t] + np.uint64(1)) * inv[t]
+            best = np.full(a.shape[0], np.uint64(0xFFFFFFFFFFFFFFFF))
+            for i in range(length - n + 1):
+                x = ((prefix[i + n] - prefix[i]) * fwd[i]) ^ salt
+                x = x ^ (x >> np.uint64(30))
+                x = x * np.uint64(0xBF58476D1CE4E5B9)
+                x = x ^ (x >> np.uint64(27))
+                x = x * np.uint64(0x94D049BB133111EB)
+                h = x ^ (x >> np.uint64(31))
+                for k in range(a.shape[0]):
+                    v = a[k] * h + b[k]
+                    best[k] = min(best[k], v)
+            return best
+
+        _kernels.update(sign=sign, sign_windows=sign_windows)
+    return _kernels
 
 
 def minhash_signature(shingles: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """uint32 signature (num_perm,) of a non-empty set of shingle hashes (numba kernel)."""
-    best = _compiled_signer()(np.ascontiguousarray(shingles, dtype=np.uint64), a.ravel(), b.ravel())
+    best = _compiled_kernels()["sign"](np.ascontiguousarray(shingles, dtype=np.uint64), a.ravel(), b.ravel())
+    return (best >> _U64(32)).astype(np.uint32)
+
+
+def signature_of_codes(values: np.ndarray, n: int, a: np.ndarray, b: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """Signature of the n-gram windows of `values` (uint64 codes), equal to
+    `minhash_signature(window_hashes(values, n, seed), a, b)`; None when there is no window."""
+    length = len(values)
+    if length == 0:
+        return None
+    n = min(n, length)
+    fwd, inv = _powers(seed).get(length + 1)
+    salt = _U64(seed & 0xFFFFFFFFFFFFFFFF) ^ _U64(n)
+    best = _compiled_kernels()["sign_windows"](
+        np.ascontiguousarray(values, dtype=np.uint64), n, fwd, inv, salt, a.ravel(), b.ravel()
+    )
     return (best >> _U64(32)).astype(np.uint32)
 
 
@@ -172,6 +210,7 @@ def lsh_probability(jaccard, bands: int, rows: int):
     return 1.0 - (1.0 - np.asarray(jaccard, dtype=float) ** rows) ** bands
 
 
+@lru_cache(maxsize=32)
 def lsh_params_for_threshold(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows) with bands*rows <= num_perm whose S-curve best separates pairs below/above threshold.
 

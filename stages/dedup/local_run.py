@@ -10,19 +10,23 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from curate.plan import GlobalPlan, StageContext
 
 
 def write_documents(docs: Iterable[dict], folder: str, shards: int = 1) -> str:
     """Write {"id", "text", ...} dicts as datatrove jsonl.gz shards (round-robin), return the folder."""
+    import contextlib
+
     os.makedirs(folder, exist_ok=True)
-    files = [gzip.open(os.path.join(folder, f"{i:05d}.jsonl.gz"), "wt", encoding="utf-8") for i in range(shards)]
-    for i, doc in enumerate(docs):
-        files[i % shards].write(json.dumps(doc, ensure_ascii=False) + "\n")
-    for f in files:
-        f.close()
+    with contextlib.ExitStack() as stack:
+        files = [
+            stack.enter_context(gzip.open(os.path.join(folder, f"{i:05d}.jsonl.gz"), "wt", encoding="utf-8"))
+            for i in range(shards)
+        ]
+        for i, doc in enumerate(docs):
+            files[i % shards].write(json.dumps(doc, ensure_ascii=False) + "\n")
     return folder
 
 
@@ -35,7 +39,9 @@ def read_documents(folder: str) -> list[dict]:
     return out
 
 
-def stage_context(stage_id: str, output_dir: str, documents_dir: str, tasks: int = 1, seed: int = 0, **kw) -> StageContext:
+def stage_context(
+    stage_id: str, output_dir: str, documents_dir: str, tasks: int = 1, seed: int = 0, **kw
+) -> StageContext:
     return StageContext(
         stage_id=stage_id,
         output_dir=output_dir,

@@ -19,11 +19,14 @@ Phases, each a datatrove executor:
 3. `clusters` (1 task): connected components of all edges (scipy), smallest id kept, the rest listed;
 4. apply: a filter dropping the listed documents, fused into the next document pass.
 
-Memory, stated per document: `signatures` holds 8 bytes per document per band for its shard (72 B with
-9 bands) plus its ids; on disk each band costs 16 bytes per document (8-byte key + 8-byte document
-number); a `buckets` task holds one band's part, 16 B x documents / parts, about twice that while
-sorting, so `parts` bounds it (1e9 documents, parts=32: ~0.5 GB, ~1 GB peak). `clusters` holds only the
-edges (two uint64 per near-duplicate document per band that found it), never the whole corpus.
+Memory, stated per document and band: `signatures` holds 8 bytes per document per band for its shard
+(72 B with 9 bands; signatures are folded into band keys every 65,536 documents) plus its ids; on disk
+each band costs 16 bytes per document (8-byte key + 8-byte document number; ~10 B after parquet
+compression, measured by bench/dedup_scale.py); a `buckets` task holds one band's part, 16 B x
+documents / parts, about twice that while polars groups it, so `parts` bounds it (1e9 documents,
+parts=32: ~0.5 GB, ~1 GB peak). `clusters` holds only the edges (two uint64 per near-duplicate
+document per band that found it) and the ids of the documents in them, never the whole corpus.
+The apply filter holds the removed ids only.
 """
 
 from __future__ import annotations
@@ -56,7 +59,11 @@ class MinhashDedupSettings(StageSettings):
     normalize: bool = Field(
         True, description="NFC, lower-case, strip ASCII punctuation, collapse whitespace before shingling"
     )
-    parts: int = Field(1, ge=1, description="hash-range parts per band: buckets tasks = bands x parts")
+    parts: int = Field(
+        1,
+        ge=1,
+        description="hash-range parts per band: buckets tasks = bands x parts; a task holds 16 B x docs / parts",
+    )
     seed: int | None = Field(None, description="hash seed; default: the run's seed")
     write_clusters: bool = Field(True, description="list each removed id with the id kept in its cluster")
 
@@ -82,8 +89,10 @@ class MinhashSigner:
 
     def signature(self, text: str) -> np.ndarray | None:
         s = self.settings
-        shingles = hashing.shingle_hashes(text, s.ngram, s.unit, s.normalize, self.seed)
-        return hashing.minhash_signature(shingles, self.a, self.b) if len(shingles) else None
+        if s.normalize:
+            text = hashing.normalize_for_minhash(text)
+        codes = hashing.codepoints(text) if s.unit == "char" else hashing.word_codes(text.split())
+        return hashing.signature_of_codes(codes, s.ngram, self.a, self.b, self.seed)
 
     def band_keys(self, signatures: np.ndarray) -> np.ndarray:
         return hashing.band_keys(signatures, self.bands, self.rows)
@@ -180,7 +189,7 @@ class MinhashBuckets(PipelineStep):
         yield
 
 
-def components_keep_smallest(edges_a: np.ndarray, edges_b: np.ndarray, id_of) -> "pl.DataFrame":
+def components_keep_smallest(edges_a: np.ndarray, edges_b: np.ndarray, id_of):
     """Connected components of the edge list; returns (id, kept_id, cluster_size) for removed documents.
 
     `id_of(nodes) -> list[str]` maps node numbers to document ids; the kept document of a component is
@@ -234,7 +243,11 @@ class MinhashClusters(PipelineStep):
 
         files = sorted(glob.glob(os.path.join(self.buckets_dir, "*.parquet")))
         with self.track_time("clusters"):
-            edges = pl.read_parquet(files).unique() if files else pl.DataFrame(schema={"node": pl.UInt64, "root": pl.UInt64})
+            edges = (
+                pl.read_parquet(files).unique()
+                if files
+                else pl.DataFrame(schema={"node": pl.UInt64, "root": pl.UInt64})
+            )
             removed = components_keep_smallest(edges["node"].to_numpy(), edges["root"].to_numpy(), self._ids_of)
         self.stat_update("duplicates", value=removed.height)
         self.stat_update("clusters", value=removed["kept_id"].n_unique() if removed.height else 0)

@@ -23,7 +23,9 @@ from stages.dedup.spans import FirstOccurrence, PieceHashes, RemoveSpans
 
 
 class ParagraphDedupSettings(StageSettings):
-    buckets: int = Field(0, ge=0, description="hash-prefix buckets (tasks of the `first` phase); 0 = the run's task count")
+    buckets: int = Field(
+        0, ge=0, description="hash-prefix buckets (tasks of the `first` phase); 0 = the run's task count"
+    )
     strip: bool = Field(True, description="ignore leading and trailing whitespace of a paragraph when comparing")
     write_clusters: bool = Field(
         True, description="write clusters/*.parquet: each removed paragraph (id, span) with where it was kept"
@@ -38,7 +40,7 @@ def paragraph_pieces(text: str, strip: bool = True) -> tuple[np.ndarray, np.ndar
         end = pos + len(line)
         key = line.strip() if strip else line
         if key.strip():
-            d = hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
+            d = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
             digests.append((int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little")))
             starts.append(pos)
             ends.append(min(end + 1, len(text)))
@@ -67,8 +69,16 @@ def build_paragraph_dedup(settings: ParagraphDedupSettings, ctx: StageContext) -
     hashes, first = ctx.data_dir("hashes"), ctx.data_dir("first")
     return GlobalPlan(
         phases=[
-            Phase("hashes", [PieceHashes(hashes, buckets, _Pieces(settings.strip), "📜 paragraph hashes")], reads_documents=True),
-            Phase("first", [FirstOccurrence(hashes, first, settings.write_clusters, "📜 paragraph first occurrence")], tasks=buckets),
+            Phase(
+                "hashes",
+                [PieceHashes(hashes, buckets, _Pieces(settings.strip), "📜 paragraph hashes")],
+                reads_documents=True,
+            ),
+            Phase(
+                "first",
+                [FirstOccurrence(hashes, first, settings.write_clusters, "📜 paragraph first occurrence")],
+                tasks=buckets,
+            ),
         ],
         apply=[RemoveSpans(hashes, first, "paragraph_dedup_too_short", "📜 paragraph dedup", ctx.removed_writer())],
     )

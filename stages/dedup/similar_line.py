@@ -16,6 +16,7 @@ cut-off), so a document of P pieces costs P^2 bit-parallel distance computations
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 
@@ -38,6 +39,9 @@ class SimilarLineDedupSettings(StageSettings):
     max_length_diff: float = Field(0.3, gt=0, le=1, description="prefilter: length difference / longer < this")
     min_char_overlap: float = Field(1 / 3, ge=0, le=1, description="prefilter: shared characters / longer >= this")
     drop_empty: bool = Field(True, description="drop a document left with no non-space text")
+    write_clusters: bool = Field(
+        False, description="write clusters/<stage>/<rank>.parquet: each removed piece with the kept piece it matched"
+    )
 
 
 def split_pieces(text: str) -> list[str]:
@@ -50,8 +54,8 @@ def _overlap(a: str, b: str) -> int:
     return sum(min(n, cb[ch]) for ch, n in ca.items())
 
 
-def similar_pieces_to_remove(pieces: list[str], settings: SimilarLineDedupSettings | None = None) -> list[int]:
-    """Indices of the pieces removed (each similar to an earlier kept piece), ascending."""
+def similar_pieces_to_remove(pieces: list[str], settings: SimilarLineDedupSettings | None = None) -> dict[int, int]:
+    """{removed piece index: index of the earlier kept piece it is similar to}, in ascending order."""
     from rapidfuzz.distance import Levenshtein
     from rapidfuzz.process import cdist
 
@@ -59,12 +63,13 @@ def similar_pieces_to_remove(pieces: list[str], settings: SimilarLineDedupSettin
     keys = [p.strip() for p in pieces]
     idx = [i for i, k in enumerate(keys) if k]
     if len(idx) < 2:
-        return []
+        return {}
     texts = [keys[i] for i in idx]
     lengths = np.array([len(t) for t in texts])
     # any similar pair is within this distance; cdist skips the exact computation beyond it
     cutoff = int(s.max_distance_ratio * lengths.max())
     removed = np.zeros(len(texts), dtype=bool)
+    matched: dict[int, int] = {}
     for start in range(0, len(texts), _BLOCK):
         rows = texts[start : start + _BLOCK]
         dist = cdist(rows, texts, scorer=Levenshtein.distance, score_cutoff=cutoff, dtype=np.int32, workers=1)
@@ -81,7 +86,8 @@ def similar_pieces_to_remove(pieces: list[str], settings: SimilarLineDedupSettin
             for j in np.flatnonzero(ok[r] & ~removed):
                 if _overlap(texts[a], texts[j]) >= s.min_char_overlap * longer[r, j]:
                     removed[j] = True
-    return [idx[k] for k in np.flatnonzero(removed)]
+                    matched[idx[j]] = idx[a]
+    return dict(sorted(matched.items()))
 
 
 def _surrounding_space(piece: str) -> str:
@@ -90,35 +96,42 @@ def _surrounding_space(piece: str) -> str:
     return piece[:start] + piece[start + len(core) :]
 
 
-def dedup_similar_lines(text: str, settings: SimilarLineDedupSettings | None = None) -> tuple[str, list[str]]:
+def dedup_similar_lines(
+    text: str, settings: SimilarLineDedupSettings | None = None, matches: list | None = None
+) -> tuple[str, list[str]]:
     """(text without the removed pieces, the removed pieces stripped).
 
     A removed piece leaves its surrounding whitespace (e.g. the newline before it), so lines that
-    follow it keep their structure.
+    follow it keep their structure. `matches`, when given, receives (removed piece, kept piece) pairs.
     """
     pieces = split_pieces(text)
-    drop = set(similar_pieces_to_remove(pieces, settings))
+    drop = similar_pieces_to_remove(pieces, settings)
+    if matches is not None:
+        matches.extend((pieces[j].strip(), pieces[i].strip()) for j, i in drop.items())
     kept = "".join(_surrounding_space(p) if i in drop else p for i, p in enumerate(pieces))
-    return kept, [pieces[i].strip() for i in sorted(drop)]
+    return kept, [pieces[i].strip() for i in drop]
 
 
 class SimilarLineDedup(PipelineStep):
     name = "🀄 similar-line dedup"
     type = "🫂 - DEDUP"
 
-    def __init__(self, settings: SimilarLineDedupSettings | None = None, exclusion_writer=None):
+    def __init__(self, settings: SimilarLineDedupSettings | None = None, exclusion_writer=None, clusters_dir=None):
         super().__init__()
         self.settings = settings or SimilarLineDedupSettings()
-        self.exclusion_writer = exclusion_writer
+        self.exclusion_writer, self.clusters_dir = exclusion_writer, clusters_dir
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         import contextlib
 
+        rows: list[tuple[str, str, str]] = []
         with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
             for doc in data:
                 self.stat_update("total")
+                matches: list[tuple[str, str]] = []
                 with self.track_time():
-                    text, removed = dedup_similar_lines(doc.text, self.settings)
+                    text, removed = dedup_similar_lines(doc.text, self.settings, matches)
+                rows.extend((str(doc.id), r, k) for r, k in matches)
                 if removed:
                     self.stat_update("documents_modified")
                     self.stat_update("pieces_removed", value=len(removed))
@@ -133,9 +146,17 @@ class SimilarLineDedup(PipelineStep):
                     doc.text = text
                 self.stat_update("forwarded")
                 yield doc
+        if self.clusters_dir:
+            import polars as pl
+
+            from curate.atomic import write_parquet_atomic
+
+            frame = pl.DataFrame(rows, schema={"id": pl.String, "removed": pl.String, "kept": pl.String}, orient="row")
+            write_parquet_atomic(frame, os.path.join(self.clusters_dir, f"{rank:05d}.parquet"))
 
 
 @register_stage("similar_line_dedup", settings=SimilarLineDedupSettings, kind="document")
 def build_similar_line_dedup(settings: SimilarLineDedupSettings, ctx: StageContext) -> list[PipelineStep]:
     """Similar-line dedup inside each document (MAP-Neo Chinese): drop later near-repeated sentences."""
-    return [SimilarLineDedup(settings, exclusion_writer=ctx.removed_writer())]
+    clusters = os.path.join(ctx.phase_dir_for_documents, "clusters", ctx.stage_id) if settings.write_clusters else None
+    return [SimilarLineDedup(settings, exclusion_writer=ctx.removed_writer(), clusters_dir=clusters)]

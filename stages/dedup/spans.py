@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from datatrove.data import DocumentsPipeline
@@ -83,12 +83,17 @@ class PieceHashes(PipelineStep):
 def later_occurrences(table, ids_of: Callable[[np.ndarray], list[str]]):
     """Rows (node, id, start, end, kept_id, kept_start) for every occurrence of a repeated hash but the first.
 
-    `table` has columns h0.., node, start, end; `ids_of(nodes)` maps document numbers to ids.
+    `table` (a DataFrame or LazyFrame) has columns h0.., node, start, end; `ids_of(nodes)` maps document
+    numbers to ids. Only the occurrences of repeated hashes are ever materialised: the hashes seen more
+    than once are found by a streaming group-by (memory ~ distinct hashes x 16 B), then a semi-join
+    streams the table against them.
     """
     import polars as pl
 
-    keys = [c for c in table.columns if c.startswith("h")]
-    repeated = table.filter(pl.len().over(keys) > 1)
+    lazy = table.lazy()
+    keys = [c for c in lazy.collect_schema().names() if c.startswith("h")]
+    repeated_keys = lazy.group_by(keys).agg(pl.len().alias("n")).filter(pl.col("n") > 1).select(keys)
+    repeated = lazy.join(repeated_keys, on=keys, how="semi").collect(engine="streaming")
     nodes = np.unique(repeated["node"].to_numpy())
     idmap = pl.DataFrame({"node": nodes, "id": ids_of(nodes)}, schema={"node": pl.UInt64, "id": pl.String})
     ordered = repeated.join(idmap, on="node").sort([*keys, "id", "start"])
@@ -134,9 +139,8 @@ class FirstOccurrence(PipelineStep):
         if not files:
             return
         with self.track_time("bucket"):
-            table = pl.read_parquet(files)
-            later = later_occurrences(table, ids_reader(self.hashes_dir))
-        self.stat_update("pieces", value=table.height)
+            later = later_occurrences(pl.scan_parquet(files), ids_reader(self.hashes_dir))
+        self.stat_update("pieces", value=pl.scan_parquet(files).select(pl.len()).collect().item())
         self.stat_update("repeated_pieces", value=later.height)
         later = later.with_columns(shard=(pl.col("node") // (1 << 32)).cast(pl.Int64))
         for shard, part in later.partition_by("shard", as_dict=True, include_key=False).items():

@@ -83,7 +83,11 @@ def build_substring_dedup(settings: SubstringDedupSettings, ctx: StageContext) -
     return GlobalPlan(
         phases=[
             Phase("hashes", [PieceHashes(hashes, buckets, pieces, "✂️ substring hashes")], reads_documents=True),
-            Phase("first", [FirstOccurrence(hashes, first, settings.write_clusters, "✂️ substring first occurrence")], tasks=buckets),
+            Phase(
+                "first",
+                [FirstOccurrence(hashes, first, settings.write_clusters, "✂️ substring first occurrence")],
+                tasks=buckets,
+            ),
         ],
         apply=[RemoveSpans(hashes, first, "substring_dedup_too_short", "✂️ substring dedup", ctx.removed_writer())],
     )
