@@ -40,6 +40,7 @@ _ELLIPSIS_RUN = re.compile(r"…+|\.{2,}")
 _ASCII_PUNCT = re.compile(r"[!-/:-@\[-`{-~]")
 _PARAGRAPH_SPLIT = re.compile(r"\n{2,}")
 _LINE_SPLIT = re.compile(r"\n+")
+_TRAILING_MARKS = " \t\n.!?:;…»›>-–—"
 
 
 class EnglishRulesSettings(StageSettings):
@@ -121,7 +122,10 @@ class EnglishRules:
     def _all_rules(self) -> list[tuple[str, Rule | None]]:
         s, on = self.s, (lambda v: v is not None)
         rules: list[tuple[str, Any]] = [
-            ("gopher_mean_token_length", self.mean_token_length if on(s.min_mean_token_length) or on(s.max_mean_token_length) else None),
+            (
+                "gopher_mean_token_length",
+                self.mean_token_length if on(s.min_mean_token_length) or on(s.max_mean_token_length) else None,
+            ),
             ("gopher_symbol_ratio", self.symbol_ratio if on(s.max_symbol_token_ratio) else None),
             ("gopher_token_count", self.token_count if on(s.min_tokens) or on(s.max_tokens) else None),
             ("gopher_bullet_lines", self.bullet_lines if on(s.max_bullet_line_ratio) else None),
@@ -170,6 +174,8 @@ class EnglishRules:
         return value is None or value < threshold
 
     def mean_token_length(self, f: EnglishFeatures, meta: dict) -> bool:
+        if not f.tokens and not self.compat:  # no tokens: no mean (the token-count rule catches it)
+            return False
         mean = self._ratio(int(f.token_lengths.sum()), len(f.tokens))
         lo, hi = self.s.min_mean_token_length, self.s.max_mean_token_length
         return mean is None or (lo is not None and mean < lo) or (hi is not None and mean > hi)
@@ -246,7 +252,10 @@ class EnglishRules:
         return len(f.sentences) < self.s.min_sentences
 
     def read_more(self, f: EnglishFeatures, meta: dict) -> bool:
-        hits = sum(1 for s in f.sentences if s.strip().lower().endswith("read more"))
+        if self.compat:  # released: the sentence itself must end in the words ("Read more." does not)
+            hits = sum(1 for s in f.sentences if s.strip().lower().endswith("read more"))
+        else:  # intended: "Read more.", "Read more »", "read more..." count too
+            hits = sum(1 for s in f.sentences if s.lower().rstrip(_TRAILING_MARKS).endswith("read more"))
         return self._above(self._ratio(hits, len(f.sentences)), self.s.max_read_more_ratio)
 
     def hash_runs(self, f: EnglishFeatures, meta: dict) -> bool:
@@ -324,6 +333,7 @@ def english_rules_failure(text: str, settings: EnglishRulesSettings | None = Non
 
 class EnglishRulesFilter(BaseFilter):
     name = "🇬🇧 MAP-Neo English rules"
+    _requires_dependencies = ["nltk", ("fasttext", "fasttext-numpy2-wheel")]
 
     def __init__(self, settings: EnglishRulesSettings | None = None, exclusion_writer: DiskWriter | None = None):
         super().__init__(exclusion_writer)

@@ -61,6 +61,9 @@ class LanguageIdentifier:
             self._model = load_fasttext_model(self.model_path or default_lid_model_path())
         return self._model
 
+    def __getstate__(self):  # a loaded fastText model does not pickle; workers reload it
+        return {**self.__dict__, "_model": None}
+
     def predict(self, text: str) -> tuple[str, float]:
         # fastText predicts one line: a newline inside the input is an error.
         labels, scores = self.model.predict(text.replace("\n", self.newline_replacement), k=1)

@@ -1,0 +1,235 @@
+"""`chinese_rules` and `chinese_repetition`: MAP-Neo's Chinese document rules and repetition rules.
+
+Both run on the text as `chinese_format` rewrote it (full-width punctuation already ASCII). In the
+released pipeline language id sits between them, so they are two stages: a recipe runs
+`chinese_rules`, then `langid`, then `chinese_repetition`. Each character counts as a word (Chinese
+has no spaces); `jieba` segments words only for the mean-word-length rule.
+
+The released code never applies the repetition rules (it tests a tuple for truth);
+`reference_compat: true` on `chinese_repetition` reproduces that (every document passes).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Callable
+
+import numpy as np
+from datatrove.data import Document
+from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.writers.disk_base import DiskWriter
+from pydantic import Field
+
+from curate.plan import StageContext
+from curate.registry import StageSettings, register_stage
+from stages.clean.english_rules import BULLETS
+from stages.clean.text_stats import (
+    code_points,
+    duplicated_ngram_char_share,
+    entropy_from_ids,
+    ngram_keys,
+    safe_ratio,
+    top_ngram_char_share,
+)
+
+_PIECES = re.compile(r'[.!…?;"]+')
+_HASH_RUN = re.compile(r"#+")
+_ELLIPSIS_RUN = re.compile(r"…+|\.{2,}")
+_DIGIT = re.compile(r"\d")
+# ASCII punctuation plus the CJK marks that format unification leaves in place (、《》「」『』【】…).
+_CJK_PUNCT = "、。〈〉《》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟・…—–·‘’“”！＂＇（），．：；？［］｛｝"
+PUNCTUATION = frozenset(string.punctuation + _CJK_PUNCT)
+_ANY_PUNCT = re.compile("[" + re.escape(string.punctuation + _CJK_PUNCT) + "]")
+_NOT_WORD = re.compile("[\\s" + re.escape(string.punctuation + _CJK_PUNCT) + "]+")
+_READ_MORE_ENDINGS = ("readmore", "展开", "更多")
+
+_jieba = None
+
+
+def jieba_words(text: str) -> list[str]:
+    """jieba words of `text` with punctuation and whitespace removed (dictionary loaded once per process)."""
+    global _jieba
+    if _jieba is None:
+        import logging
+
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        jieba.initialize()
+        _jieba = jieba
+    out = []
+    for w in _jieba.lcut(text):
+        if not w.isalnum():  # rare: tokens holding punctuation or spaces lose those characters
+            w = _NOT_WORD.sub("", w)
+        if w:
+            out.append(w)
+    return out
+
+
+class ChineseRulesSettings(StageSettings):
+    reference_compat: bool = Field(False, description="released behaviour: a rule whose ratio has an empty denominator drops")
+    min_sentence_pieces: int | None = Field(2, description="zh_sentences: drop when re.split('[.!…?;\"]+') gives fewer pieces")
+    min_chars: int | None = Field(50, description="zh_char_count: drop with fewer characters")
+    max_chars: int | None = Field(10_000, description="zh_char_count: drop with more characters")
+    min_mean_word_length: float | None = Field(1.3, description="zh_mean_word_length (jieba words): drop below")
+    max_mean_word_length: float | None = Field(10, description="zh_mean_word_length (jieba words): drop above")
+    max_hash_run_ratio: float | None = Field(0.1, description="zh_hash_runs: '#+' runs / characters, drop above")
+    max_ellipsis_run_ratio: float | None = Field(0.1, description="zh_ellipsis_runs: runs / characters, drop above")
+    max_digit_ratio: float | None = Field(0.3, description="zh_digits: digits / characters, drop above")
+    max_read_more_line_ratio: float | None = Field(
+        0.3, description="zh_read_more_lines: lines ending in readmore/展开/更多, drop above"
+    )
+    max_bullet_line_ratio: float | None = Field(0.9, description="zh_bullet_lines: drop above")
+    require_punctuation: bool = Field(True, description="zh_no_punctuation: drop text without any punctuation")
+    min_unique_char_ratio: float | None = Field(0.1, description="zh_unique_chars: drop at or below")
+    min_char_entropy: float | None = Field(3.0, description="zh_char_entropy: natural-log entropy, drop below")
+
+
+class ChineseRules:
+    """The enabled Chinese document rules (plain Python)."""
+
+    def __init__(self, settings: ChineseRulesSettings | None = None):
+        self.s = s = settings or ChineseRulesSettings()
+        self.compat = s.reference_compat
+        on = lambda v: v is not None  # noqa: E731
+        table: list[tuple[str, Callable[[str], bool] | None]] = [
+            ("zh_sentences", self.sentences if on(s.min_sentence_pieces) else None),
+            ("zh_char_count", self.char_count if on(s.min_chars) or on(s.max_chars) else None),
+            ("zh_mean_word_length", self.mean_word_length if on(s.min_mean_word_length) or on(s.max_mean_word_length) else None),
+            ("zh_hash_runs", self.hash_runs if on(s.max_hash_run_ratio) else None),
+            ("zh_ellipsis_runs", self.ellipsis_runs if on(s.max_ellipsis_run_ratio) else None),
+            ("zh_digits", self.digits if on(s.max_digit_ratio) else None),
+            ("zh_read_more_lines", self.read_more_lines if on(s.max_read_more_line_ratio) else None),
+            ("zh_bullet_lines", self.bullet_lines if on(s.max_bullet_line_ratio) else None),
+            ("zh_no_punctuation", self.no_punctuation if s.require_punctuation else None),
+            ("zh_unique_chars", self.unique_chars if on(s.min_unique_char_ratio) else None),
+            ("zh_char_entropy", self.char_entropy if on(s.min_char_entropy) else None),
+        ]
+        self.rules = [(n, r) for n, r in table if r is not None]
+
+    def _ratio(self, num: float, den: float) -> float | None:
+        return safe_ratio(num, den, self.compat)
+
+    @staticmethod
+    def _above(v: float | None, thr: float) -> bool:
+        return v is None or v > thr
+
+    def sentences(self, t: str) -> bool:
+        return len(_PIECES.split(t)) < self.s.min_sentence_pieces
+
+    def char_count(self, t: str) -> bool:
+        lo, hi = self.s.min_chars, self.s.max_chars
+        return (lo is not None and len(t) < lo) or (hi is not None and len(t) > hi)
+
+    def mean_word_length(self, t: str) -> bool:
+        words = jieba_words(t)
+        mean = self._ratio(sum(map(len, words)), len(words))
+        lo, hi = self.s.min_mean_word_length, self.s.max_mean_word_length
+        return mean is None or (lo is not None and mean < lo) or (hi is not None and mean > hi)
+
+    def hash_runs(self, t: str) -> bool:
+        runs = sum(1 for _ in _HASH_RUN.finditer(t)) if "#" in t else 0
+        return self._above(self._ratio(runs, len(t)), self.s.max_hash_run_ratio)
+
+    def ellipsis_runs(self, t: str) -> bool:
+        return self._above(self._ratio(sum(1 for _ in _ELLIPSIS_RUN.finditer(t)), len(t)), self.s.max_ellipsis_run_ratio)
+
+    def digits(self, t: str) -> bool:
+        return self._above(self._ratio(len(_DIGIT.findall(t)), len(t)), self.s.max_digit_ratio)
+
+    def read_more_lines(self, t: str) -> bool:
+        lines = t.split("\n")
+        hits = sum(1 for line in lines if line.rstrip().lower().endswith(_READ_MORE_ENDINGS))
+        return self._above(self._ratio(hits, len(lines)), self.s.max_read_more_line_ratio)
+
+    def bullet_lines(self, t: str) -> bool:
+        lines = t.split("\n")
+        return self._above(self._ratio(sum(1 for x in lines if x.startswith(BULLETS)), len(lines)), self.s.max_bullet_line_ratio)
+
+    def no_punctuation(self, t: str) -> bool:
+        return _ANY_PUNCT.search(t) is None
+
+    def unique_chars(self, t: str) -> bool:
+        r = self._ratio(len(set(t)), len(t))
+        return r is None or r <= self.s.min_unique_char_ratio
+
+    def char_entropy(self, t: str) -> bool:
+        return entropy_from_ids(code_points(t)) < self.s.min_char_entropy
+
+    def first_failure(self, text: str) -> str | None:
+        for name, rule in self.rules:
+            if rule(text):
+                return name
+        return None
+
+
+class ChineseRepetitionSettings(StageSettings):
+    reference_compat: bool = Field(False, description="released behaviour: the repetition rules are never applied")
+    top_ngram_ratios: dict[int, float | None] = Field(
+        {2: 0.20, 3: 0.18, 4: 0.16}, description="zh_top_<n>gram: n -> max share of the top character n-gram"
+    )
+    dup_ngram_ratios: dict[int, float | None] = Field(
+        {n: 0.6 for n in range(5, 11)}, description="zh_dup_<n>gram: n -> max share of characters in repeated n-grams"
+    )
+
+
+def chinese_repetition_failure(text: str, settings: ChineseRepetitionSettings | None = None) -> str | None:
+    """First failing character-n-gram repetition rule (Gopher definitions over characters), or None."""
+    s = settings or ChineseRepetitionSettings()
+    if s.reference_compat or not text:
+        return None
+    cps = code_points(text)
+    lengths = np.ones(len(cps), dtype=np.int64)
+    wanted = [n for n, v in {**s.top_ngram_ratios, **s.dup_ngram_ratios}.items() if v is not None]
+    keys = ngram_keys(cps, max(wanted, default=1))
+    for n, thr in sorted(s.top_ngram_ratios.items()):
+        if thr is not None and n in keys and top_ngram_char_share(keys[n], lengths, n, len(cps)) > thr:
+            return f"zh_top_{n}gram"
+    for n, thr in sorted(s.dup_ngram_ratios.items()):
+        if thr is not None and n in keys and duplicated_ngram_char_share(keys[n], lengths, n, len(cps)) > thr:
+            return f"zh_dup_{n}gram"
+    return None
+
+
+class ChineseRulesFilter(BaseFilter):
+    name = "🀄 MAP-Neo Chinese rules"
+    _requires_dependencies = ["jieba"]
+
+    def __init__(self, settings: ChineseRulesSettings | None = None, exclusion_writer: DiskWriter | None = None):
+        super().__init__(exclusion_writer)
+        self.settings = settings or ChineseRulesSettings()
+        self._rules: ChineseRules | None = None
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        if self._rules is None:
+            self._rules = ChineseRules(self.settings)
+        reason = self._rules.first_failure(doc.text)
+        return (False, reason) if reason else True
+
+
+class ChineseRepetitionFilter(BaseFilter):
+    name = "🀄 MAP-Neo Chinese repetition"
+
+    def __init__(self, settings: ChineseRepetitionSettings | None = None, exclusion_writer: DiskWriter | None = None):
+        super().__init__(exclusion_writer)
+        self.settings = settings or ChineseRepetitionSettings()
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        if self.settings.reference_compat:
+            self.stat_update("not_applied_reference_compat")
+            return True
+        reason = chinese_repetition_failure(doc.text, self.settings)
+        return (False, reason) if reason else True
+
+
+@register_stage("chinese_rules", settings=ChineseRulesSettings, kind="document")
+def build_chinese_rules(settings: ChineseRulesSettings, ctx: StageContext) -> list:
+    """MAP-Neo Chinese document rules (length, jieba word length, symbols, digits, lines, entropy); first failure named."""
+    return [ChineseRulesFilter(settings, exclusion_writer=ctx.removed_writer())]
+
+
+@register_stage("chinese_repetition", settings=ChineseRepetitionSettings, kind="document")
+def build_chinese_repetition(settings: ChineseRepetitionSettings, ctx: StageContext) -> list:
+    """MAP-Neo Chinese character n-gram repetition rules (top 2-4-gram, duplicated 5-10-gram)."""
+    return [ChineseRepetitionFilter(settings, exclusion_writer=ctx.removed_writer())]
