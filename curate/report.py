@@ -24,6 +24,37 @@ class ReportError(Exception):
     pass
 
 
+def write_report_section(phase_data_dir: str, title: str, figures: dict | None = None,
+                         histograms: dict | None = None, series: dict | None = None) -> str:
+    """Publish a stage's figures for `curate report`: writes `report.json` in the phase folder
+    (the parent of the phase's `data/` folder). Values must be JSON-serialisable numbers/lists."""
+    from curate.atomic import write_json_atomic
+
+    path = os.path.join(os.path.dirname(os.path.abspath(phase_data_dir)), "report.json")
+    write_json_atomic({"title": title, "figures": figures or {}, "histograms": histograms or {},
+                       "series": series or {}}, path)
+    return path
+
+
+def histogram(values, lo: float = -0.25, hi: float = 1.0, bins: int = 25) -> dict:
+    """Counts of `values` (clipped into [lo, hi]) in equal bins, as the report's histogram format."""
+    import numpy as np
+
+    v = np.clip(np.asarray(values, dtype=np.float64), lo, hi)
+    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    return {"edges": [float(x) for x in edges], "counts": [int(c) for c in counts]}
+
+
+def downsample(values, points: int = 2000) -> list[float]:
+    """Bucket means, so a path of a million similarities plots as `points` values."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) <= points:
+        return [float(x) for x in v]
+    return [float(x.mean()) for x in np.array_split(v, points)]
+
+
 def _total(v) -> float:
     return v.get("total", 0) if isinstance(v, dict) else (v or 0)
 

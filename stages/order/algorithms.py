@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from stages.order.graph import csr_adjacency, undirected_edges
+from stages.order.graph import csr_adjacency, heaviest_first, undirected_edges
 
 
 def _check_table(neighbors: np.ndarray, similarities: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -98,12 +98,13 @@ def _endpoint_candidates(vectors: np.ndarray, ends: np.ndarray, k: int) -> tuple
     xe = np.ascontiguousarray(vectors[ends], dtype=np.float32)
     m = len(ends)
     kk = min(k + 1, m)
-    if m > 20000:
+    if m > 4000:
         # exact search among many ends would be quadratic; an IVF index keeps this step near-linear
         nlist = int(np.sqrt(m))
         quantizer = faiss.IndexFlatIP(xe.shape[1])
         index = faiss.IndexIVFFlat(quantizer, xe.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = 1234
+        index.cp.max_points_per_centroid = 64
         index.train(xe)
         index.nprobe = 8
     else:
@@ -134,7 +135,7 @@ def join_fragments_by_ends(vectors: np.ndarray, deg: np.ndarray, adj: np.ndarray
         a, b, w = _endpoint_candidates(vectors, ends, k)
         keep = roots[a] != roots[b]
         a, b, w = a[keep], b[keep], w[keep]
-        order = np.lexsort((b, a, -w)).astype(np.int64)
+        order = np.lexsort((b, a, -w)).astype(np.int64)  # ties by row pair: deterministic
         if match_edges(a.astype(np.int64), b.astype(np.int64), order, deg, adj, parent) == 0:
             break
     # fallback: chain fragments by their smallest end
@@ -151,16 +152,17 @@ def join_fragments_by_ends(vectors: np.ndarray, deg: np.ndarray, adj: np.ndarray
 def order_by_greedy_path(
     vectors: np.ndarray, neighbors: np.ndarray, similarities: np.ndarray, seed: int = 0,
     local_search: bool = True, search_k: int = 10, join_k: int = 8, max_move: int = 50_000,
-    max_segment: int = 3,
+    max_segment: int = 3, kicks_per_document: float = 20.0, max_kick: int = 30, max_kicks: int = 10_000,
 ) -> np.ndarray:
     """The default ordering ("edge_matching").
 
     1. Greedy matching: kNN edges, heaviest first, accepted while both ends have degree < 2 and
        they join different fragments; this yields vertex-disjoint path fragments.
     2. Fragment joining: repeatedly link the most similar ends of different fragments.
-    3. Local search: 2-opt and Or-opt moves on the first `search_k` kNN candidates of each node.
-    The result does not depend on `seed` (ties break by row number); it is accepted for a uniform
-    signature.
+    3. Local search: 2-opt and Or-opt moves on the first `search_k` kNN candidates of each node,
+       then iterated local search: `kicks_per_document * n` (at most `max_kicks`) random segment
+       exchanges, each re-optimised locally and kept only when the path total rises.
+    `seed` drives the kicks only; the same seed gives the same path.
     """
     from stages.order.kernels import match_edges, walk_fragments
 
@@ -170,7 +172,7 @@ def order_by_greedy_path(
         return np.arange(n, dtype=np.int64)
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     a, b, w = undirected_edges(neighbors, similarities)
-    order = np.lexsort((b, a, -w)).astype(np.int64)
+    order = heaviest_first(a, w)
     deg = np.zeros(n, dtype=np.int64)
     adj = np.full((n, 2), -1, dtype=np.int64)
     parent = np.arange(n, dtype=np.int64)
@@ -179,24 +181,29 @@ def order_by_greedy_path(
     join_fragments_by_ends(x, deg, adj, parent, k=join_k)
     path = walk_fragments(deg, adj)
     if local_search and n >= 3:
-        path = improve_order(path, x, neighbors, similarities, search_k, max_move, max_segment)
+        path = improve_order(path, x, neighbors, similarities, search_k, max_move, max_segment,
+                             int(min(kicks_per_document * n, max_kicks)), max_kick, seed)
     return path
 
 
-def improve_order(path, vectors, neighbors, similarities, search_k=10, max_move=50_000, max_segment=3):
+def improve_order(path, vectors, neighbors, similarities, search_k=10, max_move=50_000, max_segment=3,
+                  kicks=0, max_kick=30, seed=0):
     """Run 2-opt / Or-opt on `path` with each node's first `search_k` listed neighbours as candidates."""
-    from stages.order.local_search import improve_path
+    from stages.order.local_search import exact_candidate_sims, improve_path
 
     neighbors, similarities = _check_table(neighbors, similarities)
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
     kk = max(1, min(search_k, neighbors.shape[1]))
-    # candidate lists sorted by similarity (the search stops at the first non-improving candidate)
-    sims = np.where(neighbors[:, :kk] >= 0, similarities[:, :kk], -np.inf).astype(np.float32)
-    rank = np.argsort(-sims, axis=1, kind="stable")
-    nb = np.ascontiguousarray(np.take_along_axis(neighbors[:, :kk], rank, axis=1))
-    ns = np.ascontiguousarray(np.take_along_axis(sims, rank, axis=1))
     n = len(path)
-    new_path, _ = improve_path(np.asarray(path, dtype=np.int64), np.ascontiguousarray(vectors, dtype=np.float32),
-                               nb, ns, int(min(max_move, n)), int(min(max(max_segment, 1), 3)))
+    nb = np.where((neighbors[:, :kk] >= 0) & (neighbors[:, :kk] < n), neighbors[:, :kk], -1)
+    # exact candidate similarities, lists sorted by them (the scan stops at the first one too weak)
+    sims = exact_candidate_sims(x, np.ascontiguousarray(nb))
+    rank = np.argsort(-sims, axis=1, kind="stable")
+    nb = np.ascontiguousarray(np.take_along_axis(nb, rank, axis=1))
+    ns = np.ascontiguousarray(np.take_along_axis(sims, rank, axis=1))
+    new_path, _, _ = improve_path(
+        np.asarray(path, dtype=np.int64), x, nb, ns,
+        int(min(max_move, n)), int(min(max(max_segment, 1), 3)), int(kicks), int(max_kick), int(seed) % (2**31))
     return new_path
 
 

@@ -27,14 +27,21 @@ def undirected_edges(neighbors: np.ndarray, similarities: np.ndarray) -> tuple[n
     a = np.minimum(rows, cols)
     b = np.maximum(rows, cols)
     key = a * n + b
-    del rows, cols
-    # Sort by key, heaviest first inside a key, then keep the first of each key.
-    order = np.lexsort((-w, key))
+    del rows, cols, a, b
+    # group equal pairs (sort by key), keep the largest weight of each pair
+    order = np.argsort(key, kind="stable")
     key, w = key[order], w[order]
     first = np.ones(len(key), dtype=bool)
     first[1:] = key[1:] != key[:-1]
-    key, w = key[first], w[first]
+    starts = np.flatnonzero(first)
+    w = np.maximum.reduceat(w, starts) if len(starts) else w
+    key = key[starts]
     return (key // n).astype(np.int32), (key % n).astype(np.int32), w
+
+
+def heaviest_first(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Edge indices by descending weight; equal weights keep the (a, b) order of `undirected_edges`."""
+    return np.argsort(-w, kind="stable").astype(np.int64)
 
 
 def csr_adjacency(n: int, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

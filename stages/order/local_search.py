@@ -8,8 +8,9 @@ work queue ("don't-look bits"): a node is re-examined only after an edge at it c
   orientation, closing the gap it leaves.
 Only candidates whose new edge (a, c) beats the edge it replaces at a are evaluated (the positive
 gain criterion of Lin-Kernighan); lists are sorted by similarity, so the scan stops early.
-Similarities are recomputed from the vectors (float32 dot products), so float16 kNN tables only
-steer the search; accepted moves strictly increase the exact path total, so the search terminates.
+Candidate similarities must be exact float32 dot products of the vectors (`exact_candidate_sims`
+recomputes them from a float16 table), so every gain is exact up to float32 rounding; moves must gain
+more than a small epsilon, and a move budget bounds the search regardless.
 `max_move` bounds how many positions one move may shift (array reversal / shift cost).
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-_EPS = 1e-6
+_EPS = 1e-5
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
@@ -38,7 +39,7 @@ def _push(node, queue, inq, head_tail):
         inq[node] = True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def _reverse(p, pos, wn, x, lo, hi):
     """Reverse p[lo..hi] and keep pos / wn (edge weights by position) in step."""
     n = p.shape[0]
@@ -76,7 +77,7 @@ def _place(p, pos, wn, x, start, nodes, weights, count):
         wn[start + t] = weights[t]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def _or_move(p, pos, wn, x, s, e, a, j, after, tmp_p, tmp_w):
     """Move segment p[s..e] (a = one of its ends, to become adjacent to c = p[j]) after or before c."""
     n = p.shape[0]
@@ -123,35 +124,45 @@ def _or_move(p, pos, wn, x, s, e, a, j, after, tmp_p, tmp_w):
 
 
 @njit(cache=True, nogil=True)
-def improve_path(path, x, nbrs, nbr_sims, max_move, max_seg):
-    """2-opt + Or-opt until no improving move is left; returns (path, moves applied)."""
-    n = path.shape[0]
-    p = path.copy()
-    if n < 3:
-        return p, 0
+def _save(lo, hi, p, wn, bp, bw, hull):
+    """Before positions lo..hi change, remember their values (the undo log of a trial is the hull
+    of everything it touched, copied the first time each position is touched)."""
+    n = p.shape[0]
+    lo = max(lo, 0)
+    hi = min(hi, n - 1)
+    if hull[0] > hull[1]:
+        for q in range(lo, hi + 1):
+            bp[q] = p[q]
+            bw[q] = wn[q]
+        hull[0], hull[1] = lo, hi
+        return
+    for q in range(lo, hull[0]):
+        bp[q] = p[q]
+        bw[q] = wn[q]
+    for q in range(hull[1] + 1, hi + 1):
+        bp[q] = p[q]
+        bw[q] = wn[q]
+    hull[0] = min(hull[0], lo)
+    hull[1] = max(hull[1], hi)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _search(p, pos, wn, x, nbrs, nbr_sims, queue, inq, head_tail, tmp_p, tmp_w, max_move, max_seg,
+            track, bp, bw, hull, max_moves):
+    """Apply best-per-node improving moves until the queue is empty; returns (total gain, moves)."""
+    n = p.shape[0]
     k = nbrs.shape[1]
-    pos = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        pos[p[i]] = i
-    wn = np.empty(n, dtype=np.float32)
-    wn[n - 1] = 0.0
-    for i in range(n - 1):
-        wn[i] = _sim(x, p[i], p[i + 1])
-    queue = np.empty(n, dtype=np.int64)
-    inq = np.zeros(n, dtype=np.bool_)
-    head_tail = np.zeros(2, dtype=np.int64)
-    for i in range(n):
-        _push(p[i], queue, inq, head_tail)
-    tmp_p = np.empty(max_move + 4, dtype=np.int64)
-    tmp_w = np.empty(max_move + 4, dtype=np.float32)
     touched = np.empty(8, dtype=np.int64)
+    seg_rem = np.empty((2, 3), dtype=np.float32)
     moves = 0
-    max_moves = 100 * n
+    total = 0.0
     ninf = np.float32(-np.inf)
-    while head_tail[0] < head_tail[1] and moves < max_moves:
+    while head_tail[0] < head_tail[1]:
         a = queue[head_tail[0] % n]
         head_tail[0] += 1
         inq[a] = False
+        if moves >= max_moves:
+            continue
         i = pos[a]
         w_succ = wn[i] if i < n - 1 else ninf
         w_pred = wn[i - 1] if i > 0 else ninf
@@ -160,25 +171,40 @@ def improve_path(path, x, nbrs, nbr_sims, max_move, max_seg):
         best_kind = 0  # 1: 2-opt reverse(lo, hi); 2: or-opt
         b_lo = b_hi = b_s = b_e = b_j = 0
         b_after = False
+        # gap-closing delta of removing each candidate segment at a (independent of c)
+        for side in range(2):
+            for seg_len in range(1, max_seg + 1):
+                s = i if side == 0 else i - seg_len + 1
+                e = s + seg_len - 1
+                rem = np.float32(-np.inf)
+                if s >= 0 and e <= n - 1:
+                    rem = np.float32(0.0)
+                    if s > 0:
+                        rem -= wn[s - 1]
+                    if e < n - 1:
+                        rem -= wn[e]
+                    if s > 0 and e < n - 1:
+                        rem += _sim(x, p[s - 1], p[e + 1])
+                seg_rem[side, seg_len - 1] = rem
         for r in range(k):
             c = nbrs[a, r]
             if c < 0 or c == a:
                 continue
             if nbr_sims[a, r] <= w_min:
                 break
-            s_ac = _sim(x, a, c)
+            s_ac = nbr_sims[a, r]
             j = pos[c]
             lo = min(i, j)
             hi = max(i, j)
             if hi - lo >= 2 and hi - lo <= max_move:
-                if s_ac > w_succ or (i == n - 1):
+                if s_ac > w_succ:
                     # new edges (p[lo], p[hi]) and (p[lo+1], p[hi+1]); reverse p[lo+1..hi]
                     g = s_ac - wn[lo]
                     if hi < n - 1:
                         g += _sim(x, p[lo + 1], p[hi + 1]) - wn[hi]
                     if g > best_gain:
                         best_gain, best_kind, b_lo, b_hi = g, 1, lo + 1, hi
-                if s_ac > w_pred or i == 0:
+                if s_ac > w_pred:
                     # new edges (p[lo], p[hi]) and (p[lo-1], p[hi-1]); reverse p[lo..hi-1]
                     g = s_ac - wn[hi - 1]
                     if lo > 0:
@@ -187,9 +213,9 @@ def improve_path(path, x, nbrs, nbr_sims, max_move, max_seg):
                         best_gain, best_kind, b_lo, b_hi = g, 1, lo, hi - 1
             # Or-opt: a is the start (detaches from pred) or the end (from succ) of a segment
             for side in range(2):
-                if side == 0 and not (s_ac > w_pred or i == 0):
+                if side == 0 and not s_ac > w_pred:
                     continue
-                if side == 1 and not (s_ac > w_succ or i == n - 1):
+                if side == 1 and not s_ac > w_succ:
                     continue
                 for seg_len in range(1, max_seg + 1):
                     if side == 1 and seg_len == 1:
@@ -201,13 +227,7 @@ def improve_path(path, x, nbrs, nbr_sims, max_move, max_seg):
                     if (j > e and j - s > max_move) or (j < s and e - j > max_move):
                         continue
                     b = p[e] if p[s] == a else p[s]
-                    rem = np.float32(0.0)
-                    if s > 0:
-                        rem -= wn[s - 1]
-                    if e < n - 1:
-                        rem -= wn[e]
-                    if s > 0 and e < n - 1:
-                        rem += _sim(x, p[s - 1], p[e + 1])
+                    rem = seg_rem[side, seg_len - 1]
                     # after c: c-a ... b-d, d = p[j+1]
                     if not (j + 1 >= s and j + 1 <= e):
                         g = rem + s_ac
@@ -225,23 +245,136 @@ def improve_path(path, x, nbrs, nbr_sims, max_move, max_seg):
         if best_kind == 0:
             continue
         moves += 1
+        total += best_gain
         nt = 0
         if best_kind == 1:
             for q in (b_lo - 1, b_lo, b_hi, b_hi + 1):
                 if q >= 0 and q < n:
                     touched[nt] = p[q]
                     nt += 1
+            if track:
+                _save(b_lo - 1, b_hi, p, wn, bp, bw, hull)
             _reverse(p, pos, wn, x, b_lo, b_hi)
         else:
             for q in (b_s - 1, b_s, b_e, b_e + 1, b_j - 1, b_j, b_j + 1):
                 if q >= 0 and q < n:
                     touched[nt] = p[q]
                     nt += 1
+            if track:
+                _save(min(b_s, b_j) - 1, max(b_e, b_j), p, wn, bp, bw, hull)
             _or_move(p, pos, wn, x, b_s, b_e, a, b_j, b_after, tmp_p, tmp_w)
         for t in range(nt):
             _push(touched[t], queue, inq, head_tail)
         _push(a, queue, inq, head_tail)
-    return p, moves
+    return total, moves
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _exchange(p, pos, wn, x, b0, b1, c1, tmp_p, tmp_w):
+    """Swap the adjacent segments p[b0..b1] and p[b1+1..c1] (a double bridge on an open path)."""
+    n = p.shape[0]
+    m = c1 - b0 + 1
+    lb = b1 - b0 + 1
+    lc = c1 - b1
+    for t in range(lc):
+        tmp_p[t] = p[b1 + 1 + t]
+    for t in range(lc - 1):
+        tmp_w[t] = wn[b1 + 1 + t]
+    for t in range(lb):
+        tmp_p[lc + t] = p[b0 + t]
+    for t in range(lb - 1):
+        tmp_w[lc + t] = wn[b0 + t]
+    for t in range(m):
+        p[b0 + t] = tmp_p[t]
+        pos[tmp_p[t]] = b0 + t
+    for t in range(lc - 1):
+        wn[b0 + t] = tmp_w[t]
+    wn[b0 + lc - 1] = _sim(x, p[b0 + lc - 1], p[b0 + lc])
+    for t in range(lb - 1):
+        wn[b0 + lc + t] = tmp_w[lc + t]
+    if b0 > 0:
+        wn[b0 - 1] = _sim(x, p[b0 - 1], p[b0])
+    if c1 < n - 1:
+        wn[c1] = _sim(x, p[c1], p[c1 + 1])
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def improve_path(path, x, nbrs, nbr_sims, max_move, max_seg, kicks, max_kick, seed):
+    """2-opt + Or-opt to a local optimum, then `kicks` rounds of iterated local search: exchange two
+    random adjacent segments (<= max_kick long each), re-optimise around them, keep the result
+    only if the path total rose (otherwise undo). Returns (path, moves applied, kicks kept)."""
+    n = path.shape[0]
+    p = path.copy()
+    if n < 3:
+        return p, 0, 0
+    np.random.seed(seed)
+    pos = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        pos[p[i]] = i
+    wn = np.empty(n, dtype=np.float32)
+    wn[n - 1] = 0.0
+    for i in range(n - 1):
+        wn[i] = _sim(x, p[i], p[i + 1])
+    queue = np.empty(n, dtype=np.int64)
+    inq = np.zeros(n, dtype=np.bool_)
+    head_tail = np.zeros(2, dtype=np.int64)
+    for i in range(n):
+        _push(p[i], queue, inq, head_tail)
+    cap = max(max_move, 2 * max_kick) + 4
+    tmp_p = np.empty(cap, dtype=np.int64)
+    tmp_w = np.empty(cap, dtype=np.float32)
+    bp = np.empty(n, dtype=np.int64)
+    bw = np.empty(n, dtype=np.float32)
+    hull = np.array([1, 0], dtype=np.int64)
+    _, moves = _search(p, pos, wn, x, nbrs, nbr_sims, queue, inq, head_tail, tmp_p, tmp_w, max_move,
+                       max_seg, False, bp, bw, hull, 100 * n)
+    kept = 0
+    max_kick = min(max_kick, (n - 1) // 2)
+    if max_kick < 1:
+        return p, moves, kept
+    for _ in range(kicks):
+        lb = np.random.randint(1, max_kick + 1)
+        lc = np.random.randint(1, max_kick + 1)
+        b0 = np.random.randint(0, n - lb - lc + 1)
+        b1 = b0 + lb - 1
+        c1 = b1 + lc
+        hull[0], hull[1] = 1, 0
+        _save(b0 - 1, c1, p, wn, bp, bw, hull)
+        before = 0.0
+        for q in (b0 - 1, b1, c1):
+            if q >= 0 and q < n - 1:
+                before += wn[q]
+        _exchange(p, pos, wn, x, b0, b1, c1, tmp_p, tmp_w)
+        after = 0.0
+        for q in (b0 - 1, b0 + lc - 1, c1):
+            if q >= 0 and q < n - 1:
+                after += wn[q]
+        for q in (b0 - 1, b0, b0 + lc - 1, b0 + lc, c1, c1 + 1):
+            if q >= 0 and q < n:
+                _push(p[q], queue, inq, head_tail)
+        gain, m = _search(p, pos, wn, x, nbrs, nbr_sims, queue, inq, head_tail, tmp_p, tmp_w, max_move,
+                          max_seg, True, bp, bw, hull, 1000)
+        if after - before + gain > _EPS:
+            kept += 1
+            moves += m
+        else:
+            for q in range(hull[0], hull[1] + 1):
+                p[q] = bp[q]
+                wn[q] = bw[q]
+                pos[p[q]] = q
+    return p, moves, kept
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def exact_candidate_sims(x, nbrs):
+    """Dot products of every row with each of its listed candidates (-inf where none)."""
+    n, k = nbrs.shape
+    out = np.empty((n, k), dtype=np.float32)
+    for i in range(n):
+        for r in range(k):
+            j = nbrs[i, r]
+            out[i, r] = _sim(x, i, j) if j >= 0 else np.float32(-np.inf)
+    return out
 
 
 @njit(cache=True, nogil=True, fastmath=True)

@@ -1,0 +1,135 @@
+"""Ordering at scale: 1,000,000 documents (384-d clustered synthetic vectors, k = 20) within 2 minutes
+and 4 GiB, and partitioned vs unpartitioned quality at 100,000 documents.
+
+Vectors: topics (unit centroids) with documents = centroid + noise, renormalised, stored float16 like
+the embed stage. The kNN graph is built fast and outside the timing: an exact search inside each
+generated topic (documents of different topics are near-orthogonal, so this is what a global search
+finds too). Timed: the `order` stage's algorithm (edge matching + local search, partitioned, in
+`--workers` threads). Prints one JSON line; `--docs N` changes the corpus size, `--quick` = 100k
+documents and no unpartitioned comparison run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stages.order.algorithms import ALGORITHMS  # noqa: E402
+from stages.order.partition import order_partitioned  # noqa: E402
+from stages.order.quality import is_permutation, mean_adjacent_cosine, top2_from_knn, upper_bound_u2  # noqa: E402
+
+
+def synthetic_corpus(n: int, d: int = 384, topic_size: int = 500, noise: float = 0.06, seed: int = 0):
+    """(vectors float16 [n, d] L2-normalised, topic id per row); rows are shuffled."""
+    rng = np.random.default_rng(seed)
+    topics = max(1, n // topic_size)
+    centroids = rng.standard_normal((topics, d)).astype(np.float32)
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    topic = rng.integers(0, topics, n)
+    x = np.empty((n, d), dtype=np.float16)
+    for lo in range(0, n, 1 << 16):
+        t = topic[lo : lo + (1 << 16)]
+        v = centroids[t] + noise * rng.standard_normal((len(t), d)).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        x[lo : lo + len(t)] = v
+    return x, topic
+
+
+def knn_within_topics(x: np.ndarray, topic: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k inside each topic (self excluded): (neighbors int64 [n, k], sims float16)."""
+    n = len(x)
+    nbrs = np.full((n, k), -1, dtype=np.int64)
+    sims = np.zeros((n, k), dtype=np.float16)
+    order = np.argsort(topic, kind="stable")
+    bounds = np.flatnonzero(np.diff(topic[order])) + 1
+    for rows in np.split(order, bounds):
+        v = x[rows].astype(np.float32)
+        s = v @ v.T
+        np.fill_diagonal(s, -np.inf)
+        kk = min(k, len(rows) - 1)
+        if kk <= 0:
+            continue
+        top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+        ts = np.take_along_axis(s, top, axis=1)
+        rank = np.argsort(-ts, axis=1)
+        nbrs[rows, :kk] = rows[np.take_along_axis(top, rank, axis=1)]
+        sims[rows, :kk] = np.take_along_axis(ts, rank, axis=1)
+    return nbrs, sims
+
+
+def run_order(x, nbrs, sims, partition_size: int, workers: int, kicks: float, max_kicks: int, seed: int = 0):
+    fn = ALGORITHMS["edge_matching"]
+    kw = {"kicks_per_document": kicks, "max_kicks": max_kicks}
+    t = time.perf_counter()
+    if partition_size >= len(x):
+        order = fn(np.asarray(x, dtype=np.float32), nbrs, sims, seed, **kw)
+    else:
+        order = order_partitioned(fn, x, nbrs, sims, seed, partition_size=partition_size, workers=workers, **kw)
+    return order, time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=1_000_000)
+    ap.add_argument("--compare-docs", type=int, default=100_000, help="size of the partitioned vs unpartitioned run (0 = skip)")
+    ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--partition-size", type=int, default=50_000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--kicks", type=float, default=20.0, help="local-search kicks per document (stage default 20)")
+    ap.add_argument("--max-kicks", type=int, default=10_000, help="kicks cap per partition (stage default 10,000)")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.docs, args.compare_docs = 100_000, 0
+    out = {"bench": "order_scale", "k": args.k, "partition_size": args.partition_size, "workers": args.workers,
+           "kicks_per_document": args.kicks, "max_kicks_per_partition": args.max_kicks}
+
+    # warm the compiled kernels outside the timings
+    xw, tw = synthetic_corpus(2000, seed=99)
+    run_order(xw, *knn_within_topics(xw, tw, 5), 1000, 1, args.kicks, args.max_kicks)
+
+    if args.compare_docs:
+        x, topic = synthetic_corpus(args.compare_docs, seed=1)
+        nbrs, sims = knn_within_topics(x, topic, args.k)
+        whole, t_whole = run_order(x, nbrs, sims, len(x), 1, args.kicks, args.max_kicks)
+        parts, t_parts = run_order(x, nbrs, sims, args.partition_size, args.workers, args.kicks, args.max_kicks)
+        assert is_permutation(whole, len(x)) and is_permutation(parts, len(x))
+        mac_w, mac_p = mean_adjacent_cosine(x, whole), mean_adjacent_cosine(x, parts)
+        out["compare"] = {
+            "documents": len(x), "mac_unpartitioned": round(mac_w, 5), "mac_partitioned": round(mac_p, 5),
+            "partitioned_vs_unpartitioned": round(mac_p / mac_w, 5), "seconds_unpartitioned": round(t_whole, 2),
+            "seconds_partitioned": round(t_parts, 2), "within_2pct": bool(mac_p >= 0.98 * mac_w),
+        }
+        del x, topic, nbrs, sims, whole, parts
+
+    t = time.perf_counter()
+    x, topic = synthetic_corpus(args.docs, seed=2)
+    nbrs, sims = knn_within_topics(x, topic, args.k)
+    prep_s = time.perf_counter() - t
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    order, seconds = run_order(x, nbrs, sims, args.partition_size, args.workers, args.kicks, args.max_kicks)
+    assert is_permutation(order, len(x))
+    s1, s2 = top2_from_knn(nbrs, sims)
+    mac = mean_adjacent_cosine(x, order)
+    total = mac * (len(x) - 1)
+    out["scale"] = {
+        "documents": len(x), "order_seconds": round(seconds, 2), "graph_build_seconds_untimed": round(prep_s, 1),
+        "mac": round(mac, 5), "bound_ratio_vs_knn_u2": round(total / upper_bound_u2(s1, s2), 4),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+        "peak_rss_gib_before_ordering": round(rss_before, 3),
+        "within_2_minutes": bool(seconds <= 120),
+    }
+    out["scale"]["within_4_gib"] = bool(out["scale"]["peak_rss_gib"] <= 4.0)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

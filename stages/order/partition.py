@@ -1,0 +1,162 @@
+"""Partitioned ordering: no single step holds the whole graph.
+
+1. `assign_partitions`: FAISS k-means on (a sample of) the vectors, every document to its nearest
+   centroid; a partition larger than `max_size` is split again the same way. Then
+   `refine_partitions_by_graph` moves documents to their kNN neighbours' majority partition.
+2. each partition is ordered on its own (its kNN table restricted to its members), independently, so
+   partitions can run as parallel tasks (threads here, datatrove tasks in the `order` stage);
+3. `stitch_partitions`: the partitions are ordered along a path over their centroids (the same
+   edge-matching algorithm on the complete centroid graph), then each partition's direction is
+   chosen by dynamic programming to maximise the similarity across every junction.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+
+from stages.order.graph import restrict_knn
+
+
+def assign_partitions(vectors: np.ndarray, partition_size: int, seed: int = 0, max_size: int | None = None,
+                      sample: int = 256) -> np.ndarray:
+    """Partition id (0..P-1, dense) of each row; P ~ n / partition_size."""
+    import faiss
+
+    n, d = vectors.shape
+    labels = np.zeros(n, dtype=np.int64)
+    if n <= partition_size:
+        return labels
+    max_size = max_size or 4 * partition_size
+    parts = int(np.ceil(n / partition_size))
+    rng = np.random.default_rng(seed)
+    take = np.sort(rng.choice(n, size=min(n, parts * sample), replace=False))
+    train = np.ascontiguousarray(vectors[take], dtype=np.float32)
+    km = faiss.Kmeans(d, parts, niter=12, seed=int(seed) % (2**31), spherical=True, verbose=False,
+                      max_points_per_centroid=sample)
+    km.train(train)
+    for lo in range(0, n, 1 << 18):
+        _, lab = km.index.search(np.ascontiguousarray(vectors[lo : lo + (1 << 18)], dtype=np.float32), 1)
+        labels[lo : lo + len(lab)] = lab[:, 0]
+    # split partitions that came out too large (k-means clusters are not balanced)
+    next_id = parts
+    for p in np.flatnonzero(np.bincount(labels, minlength=parts) > max_size):
+        rows = np.flatnonzero(labels == p)
+        sub = assign_partitions(vectors[rows], partition_size, seed + 1 + int(p), max_size, sample)
+        labels[rows[sub > 0]] = next_id + sub[sub > 0] - 1
+        next_id += int(sub.max())
+    _, dense = np.unique(labels, return_inverse=True)
+    return dense.astype(np.int64)
+
+
+def refine_partitions_by_graph(labels: np.ndarray, neighbors: np.ndarray, iterations: int = 3,
+                               chunk: int = 1 << 17) -> np.ndarray:
+    """Move each document to the partition most of its kNN neighbours are in (ties keep it where it is).
+
+    k-means on the vectors alone can cut a tight topic across partitions when many topics share a
+    centroid; every kNN edge cut that way is lost to the per-partition orderings. A few rounds of
+    this majority vote (label propagation) pull each topic into one partition.
+    """
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    n = len(labels)
+    parts = int(labels.max()) + 1 if n else 0
+    if parts <= 1:
+        return labels
+    for _ in range(iterations):
+        new = labels.copy()
+        for lo in range(0, n, chunk):
+            nb = np.asarray(neighbors[lo : lo + chunk], dtype=np.int64)
+            m = len(nb)
+            valid = (nb >= 0) & (nb < n)
+            rows = np.broadcast_to(np.arange(m)[:, None], nb.shape)[valid]
+            counts = np.bincount(rows * parts + labels[nb[valid]], minlength=m * parts).astype(np.float32).reshape(m, parts)
+            counts[np.arange(m), labels[lo : lo + m]] += 0.5
+            new[lo : lo + m] = counts.argmax(axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    _, dense = np.unique(labels, return_inverse=True)
+    return dense.astype(np.int64)
+
+
+def order_partition(order_fn: Callable[..., np.ndarray], vectors, neighbors, similarities, rows: np.ndarray,
+                    seed: int = 0, **kw) -> np.ndarray:
+    """Order the documents `rows` by `order_fn` on their restricted kNN table; returns global rows."""
+    nb, ns = restrict_knn(neighbors, similarities, rows)
+    x = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    local = order_fn(x, nb, ns, seed, **kw)
+    return rows[local]
+
+
+def stitch_partitions(vectors: np.ndarray, paths: list[np.ndarray], seed: int = 0) -> np.ndarray:
+    """Concatenate partition paths: order the partitions, then orient each to maximise junctions."""
+    from stages.order.algorithms import order_by_greedy_path
+
+    paths = [p for p in paths if len(p)]
+    if not paths:
+        return np.empty(0, dtype=np.int64)
+    if len(paths) == 1:
+        return paths[0]
+    cent = np.stack([np.asarray(vectors[p], dtype=np.float32).mean(axis=0) for p in paths])
+    cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+    m = len(paths)
+    sims = cent @ cent.T
+    np.fill_diagonal(sims, -np.inf)
+    k = min(m - 1, 32)
+    nb = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    seq = order_by_greedy_path(cent, nb, np.take_along_axis(sims, nb, axis=1), seed)
+    ends = [(paths[i][0], paths[i][-1]) for i in seq]
+
+    def junction(left_end: int, right_start: int) -> float:
+        return float(np.dot(np.asarray(vectors[left_end], dtype=np.float32), np.asarray(vectors[right_start], dtype=np.float32)))
+
+    # Viterbi over directions: state 0 = as walked, 1 = reversed
+    score = np.zeros(2)
+    back = np.zeros((m, 2), dtype=np.int64)
+    for t in range(1, m):
+        new = np.empty(2)
+        for cur in range(2):
+            start = ends[t][0] if cur == 0 else ends[t][1]
+            cand = [score[prev] + junction(ends[t - 1][1] if prev == 0 else ends[t - 1][0], start) for prev in range(2)]
+            back[t, cur] = int(np.argmax(cand))
+            new[cur] = max(cand)
+        score = new
+    state = int(np.argmax(score))
+    flips = [0] * m
+    for t in range(m - 1, -1, -1):
+        flips[t] = state
+        state = int(back[t, state])
+    return np.concatenate([paths[i][::-1] if f else paths[i] for i, f in zip(seq, flips)])
+
+
+def order_partitioned(order_fn: Callable[..., np.ndarray], vectors, neighbors, similarities, seed: int = 0,
+                      partition_size: int = 50_000, workers: int = 1, labels: np.ndarray | None = None,
+                      **kw) -> np.ndarray:
+    """Order a corpus partition by partition (in `workers` threads) and stitch the paths."""
+    n = len(vectors)
+    if labels is None:
+        labels = refine_partitions_by_graph(assign_partitions(vectors, partition_size, seed), neighbors)
+    groups = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[groups])) + 1
+    members = np.split(groups, bounds) if n else []
+
+    def run(i_rows):
+        i, rows = i_rows
+        return order_partition(order_fn, vectors, neighbors, similarities, rows, seed + i, **kw)
+
+    if workers > 1 and len(members) > 1:
+        def run_single_threaded(i_rows):
+            import faiss
+
+            # the partitions are the parallelism; FAISS's own threads would oversubscribe the cores
+            # (an OpenMP setting is per OS thread, so this leaves the caller's threads alone)
+            faiss.omp_set_num_threads(1)
+            return run(i_rows)
+
+        with ThreadPoolExecutor(workers) as pool:
+            paths = list(pool.map(run_single_threaded, enumerate(members)))
+    else:
+        paths = [run(x) for x in enumerate(members)]
+    return stitch_partitions(vectors, paths, seed)

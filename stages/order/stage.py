@@ -1,0 +1,274 @@
+"""`order`: arrange the kept documents along an approximate maximum-similarity path (ICLM ordering).
+
+Phases (each a datatrove executor; the data lives under `OUT/<stage_id>.<phase>/data`):
+1. `ids` (sharded, reads the current documents): the ids still present after semantic dedup.
+2. `partition` (1 task): restricts the upstream kNN graph (`neighbors` stage) to those ids and splits
+   them into partitions with FAISS k-means (one partition when the corpus is small); documents with
+   no vector are listed apart and end up at the end of the path, counted.
+3. `paths` (one task per group of partitions): orders each partition independently.
+4. `stitch` (1 task): orders the partitions, orients them, writes `order.parquet` (position, id),
+   and `quality.json` (MAC, bound ratio vs U2, kNN-edge fraction, label agreement).
+The document set itself is unchanged; `pack` reads the order.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Literal
+
+import numpy as np
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from pydantic import Field
+
+from curate.atomic import write_json_atomic, write_numpy_atomic, write_parquet_atomic
+from curate.plan import GlobalPlan, Phase, StageContext
+from curate.registry import StageSettings, register_stage
+
+
+class OrderSettings(StageSettings):
+    algorithm: Literal["edge_matching", "iclm_greedy", "cluster_capped_walk", "random"] = Field(
+        "edge_matching",
+        description="edge_matching (default: greedy edge matching + local search), iclm_greedy (paper "
+        "Algorithm 1), cluster_capped_walk (the paper's released code), random",
+    )
+    partition_size: int = Field(
+        50_000, ge=0, description="documents per k-means partition ordered on its own (0 = never partition)"
+    )
+    search_k: int = Field(10, ge=1, description="kNN candidates per document in the local search")
+    kicks_per_document: float = Field(
+        20.0, ge=0, description="iterated-local-search kicks per document (quality vs time; 0 = plain local search)"
+    )
+    max_kicks: int = Field(10_000, ge=0, description="cap on kicks per partition (bounds time on big partitions)")
+    seed: int | None = Field(None, description="seed of the ordering (None = the run's seed)")
+
+
+def _load_inputs(ctx_paths: dict):
+    """(graph ids, neighbors, similarities, vectors, labels) from the upstream stages."""
+    from stages.embed.store import load_embeddings
+    from stages.neighbors.store import load_knn_graph
+
+    graph = load_knn_graph(ctx_paths["neighbors"])
+    emb_ids, vectors, emb_labels = load_embeddings(ctx_paths["embed"], mmap=True)
+    if list(emb_ids) != list(graph.ids):
+        where = {i: r for r, i in enumerate(emb_ids)}
+        vectors = vectors[[where[i] for i in graph.ids]]
+    labels = graph.labels if graph.labels is not None else emb_labels
+    return graph.ids, graph.neighbors, graph.similarities, vectors, labels
+
+
+class OrderCollectIds(PipelineStep):
+    name = "🧭 order: collect ids"
+    type = "🔢 - ORDER"
+
+    def __init__(self, output_dir: str):
+        super().__init__()
+        self.output_dir = output_dir
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import polars as pl
+
+        ids = []
+        for doc in data:
+            ids.append(str(doc.id))
+            self.stat_update("documents")
+        write_parquet_atomic(pl.DataFrame({"id": ids}, schema={"id": pl.String}), os.path.join(self.output_dir, f"{rank:05d}.parquet"))
+        return
+        yield
+
+
+class OrderPartition(PipelineStep):
+    name = "🧭 order: partition"
+    type = "🔢 - ORDER"
+
+    def __init__(self, ids_dir: str, inputs: dict, output_dir: str, settings: OrderSettings, seed: int):
+        super().__init__()
+        self.ids_dir, self.inputs, self.output_dir, self.settings, self.seed = ids_dir, inputs, output_dir, settings, seed
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import polars as pl
+
+        from stages.order.graph import restrict_knn
+        from stages.order.partition import assign_partitions, refine_partitions_by_graph
+
+        kept = pl.read_parquet(sorted(glob.glob(os.path.join(self.ids_dir, "*.parquet"))))["id"] if glob.glob(
+            os.path.join(self.ids_dir, "*.parquet")) else pl.Series("id", [], dtype=pl.String)
+        graph_ids, neighbors, sims, vectors, _ = _load_inputs(self.inputs)
+        rows_of = pl.DataFrame({"id": graph_ids, "row": np.arange(len(graph_ids), dtype=np.int64)})
+        joined = pl.DataFrame({"id": kept}).join(rows_of, on="id", how="left")
+        missing = joined.filter(pl.col("row").is_null())["id"].sort()
+        rows = np.sort(joined["row"].drop_nulls().to_numpy().astype(np.int64))
+        self.stat_update("documents", value=len(kept))
+        self.stat_update("documents_without_vector", value=len(missing))
+        self.stat_update("removed_since_graph", value=len(graph_ids) - len(rows))
+        size = self.settings.partition_size
+        if self.settings.algorithm == "random" or size == 0 or len(rows) <= size:
+            part = np.zeros(len(rows), dtype=np.int64)
+        else:
+            part = assign_partitions(vectors[rows], size, self.seed)
+            part = refine_partitions_by_graph(part, restrict_knn(neighbors, sims, rows)[0])
+        self.stat_update("partitions", value=int(part.max()) + 1 if len(part) else 0)
+        write_parquet_atomic(pl.DataFrame({"row": rows, "partition": part}), os.path.join(self.output_dir, "members.parquet"))
+        write_parquet_atomic(pl.DataFrame({"id": missing}), os.path.join(self.output_dir, "without_vector.parquet"))
+        return
+        yield
+
+
+class OrderPaths(PipelineStep):
+    name = "🧭 order: order partitions"
+    type = "🔢 - ORDER"
+
+    def __init__(self, partition_dir: str, inputs: dict, output_dir: str, settings: OrderSettings, seed: int):
+        super().__init__()
+        self.partition_dir, self.inputs, self.output_dir = partition_dir, inputs, output_dir
+        self.settings, self.seed = settings, seed
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import polars as pl
+
+        from stages.order.algorithms import ALGORITHMS
+        from stages.order.partition import order_partition
+
+        members = pl.read_parquet(os.path.join(self.partition_dir, "members.parquet"))
+        parts = members["partition"].to_numpy()
+        mine = [p for p in range(int(parts.max()) + 1 if len(parts) else 0) if p % world_size == rank]
+        if not mine:
+            return
+        _, neighbors, sims, vectors, _ = _load_inputs(self.inputs)
+        st = self.settings
+        fn = ALGORITHMS[st.algorithm]
+        rows_all = members["row"].to_numpy()
+        for p in mine:
+            rows = rows_all[parts == p]
+            n = len(rows)
+            kw = {}
+            if st.algorithm == "edge_matching":
+                kw = {"search_k": st.search_k, "kicks_per_document": st.kicks_per_document, "max_kicks": st.max_kicks}
+            with self.track_time("partition"):
+                path = order_partition(fn, vectors, neighbors, sims, rows, self.seed + p, **kw)
+            write_numpy_atomic(path.astype(np.int64), os.path.join(self.output_dir, f"path_{p:05d}.npy"))
+            self.stat_update("partitions")
+            self.stat_update("documents", value=n)
+        return
+        yield
+
+
+class OrderStitch(PipelineStep):
+    name = "🧭 order: stitch"
+    type = "🔢 - ORDER"
+
+    def __init__(self, partition_dir: str, paths_dir: str, inputs: dict, output_dir: str, settings: OrderSettings,
+                 seed: int, neighbors_manifest: str):
+        super().__init__()
+        self.partition_dir, self.paths_dir, self.inputs, self.output_dir = partition_dir, paths_dir, inputs, output_dir
+        self.settings, self.seed, self.neighbors_manifest = settings, seed, neighbors_manifest
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import polars as pl
+
+        from stages.order.algorithms import order_random
+        from stages.order.partition import stitch_partitions
+        from stages.order.quality import (
+            adjacent_similarities, is_permutation, knn_edge_fraction, label_agreement, top2_from_knn, upper_bound_u2,
+        )
+        from stages.order.graph import restrict_knn
+
+        members = pl.read_parquet(os.path.join(self.partition_dir, "members.parquet"))
+        without = pl.read_parquet(os.path.join(self.partition_dir, "without_vector.parquet"))["id"].to_list()
+        graph_ids, neighbors, sims, vectors, labels = _load_inputs(self.inputs)
+        nparts = int(members["partition"].max()) + 1 if members.height else 0
+        paths = [np.load(os.path.join(self.paths_dir, f"path_{p:05d}.npy")) for p in range(nparts)]
+        if self.settings.algorithm == "random":
+            path = members["row"].to_numpy()[order_random(members.height, self.seed)]
+        else:
+            path = stitch_partitions(vectors, paths, self.seed)
+        rows = np.sort(members["row"].to_numpy())
+        if not (len(path) == len(rows) and np.array_equal(np.sort(path), rows)):
+            raise RuntimeError("order: stitched path is not a permutation of the kept documents")
+        ids = [graph_ids[r] for r in path] + list(without)
+        write_parquet_atomic(
+            pl.DataFrame({"position": np.arange(len(ids), dtype=np.int64), "id": ids}, schema={"position": pl.Int64, "id": pl.String}),
+            os.path.join(self.output_dir, "order.parquet"),
+        )
+        # quality, on the kept documents that have vectors (local row numbers)
+        local = np.searchsorted(rows, path)
+        assert is_permutation(local, len(rows))
+        sub_nb, sub_s = restrict_knn(neighbors, sims, rows)
+        adj = adjacent_similarities(vectors[rows], local)
+        s1, s2 = top2_from_knn(sub_nb, sub_s)
+        u2 = upper_bound_u2(s1, s2)
+        try:
+            with open(self.neighbors_manifest, encoding="utf-8") as f:
+                man = json.load(f)
+        except OSError:
+            man = {}
+        quality = {
+            "algorithm": self.settings.algorithm, "documents": len(ids), "documents_without_vector": len(without),
+            "partitions": nparts, "mac": float(adj.mean()) if len(adj) else 0.0,
+            "path_total": float(adj.sum(dtype=np.float64)), "u2_bound": u2,
+            "bound_ratio": float(adj.sum(dtype=np.float64) / u2) if u2 > 0 else None,
+            "bound_exact": bool(man.get("index", "").lower().startswith("flat") or man.get("exact", False)),
+            "knn_edge_fraction": knn_edge_fraction(local, sub_nb),
+            "similarity_quantiles": {str(q): float(np.quantile(adj, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(adj) else {},
+        }
+        if labels is not None:
+            lab = np.array(["" if labels[r] is None else str(labels[r]) for r in rows])
+            quality["label_agreement"], quality["label_chance"] = label_agreement(lab, local)
+        write_json_atomic(quality, os.path.join(self.output_dir, "quality.json"))
+        self._publish(quality, adj, vectors[rows])
+        self.stat_update("documents", value=len(ids))
+        self.stat_update("documents_without_vector", value=len(without))
+        for key in ("mac", "bound_ratio", "knn_edge_fraction", "label_agreement"):
+            if quality.get(key) is not None:
+                self.stat_update(f"{key}_x1e6", value=int(round(quality[key] * 1e6)))
+        return
+        yield
+
+
+    def _publish(self, quality: dict, adjacent: np.ndarray, vectors: np.ndarray) -> None:
+        """Figures and plots for `curate report`: adjacent similarity along the path and its
+        histogram against the same documents in a random order."""
+        from curate.report import downsample, histogram, write_report_section
+        from stages.order.quality import adjacent_similarities
+
+        rng = np.random.default_rng(self.seed)
+        perm = rng.permutation(len(vectors))
+        random_adj = adjacent_similarities(vectors, perm) if len(perm) > 1 else np.empty(0)
+        figures = {k: quality[k] for k in ("documents", "mac", "bound_ratio", "knn_edge_fraction",
+                                            "label_agreement", "label_chance") if quality.get(k) is not None}
+        figures["mac_random_order"] = float(random_adj.mean()) if len(random_adj) else 0.0
+        hist = histogram(adjacent)
+        hist["reference"] = histogram(random_adj)["counts"]
+        write_report_section(
+            self.output_dir, f"Ordering quality ({quality['algorithm']})", figures,
+            histograms={"similarity of adjacent documents (bars) vs a random order (line)": hist},
+            series={"similarity of adjacent documents along the path": downsample(adjacent)},
+        )
+
+
+@register_stage("order", settings=OrderSettings, kind="global")
+def build_order(settings: OrderSettings, ctx: StageContext) -> GlobalPlan:
+    """Order documents along an approximate maximum-similarity path through the kNN graph (ICLM)."""
+    emb, nbr = ctx.latest("embed"), ctx.latest("neighbors")
+    if emb is None or nbr is None:
+        raise ValueError("order needs earlier `embed` and `neighbors` stages in the recipe")
+    inputs = {"embed": ctx.stage_data_dir(emb, "embed"), "neighbors": ctx.stage_data_dir(nbr, "search")}
+    seed = ctx.seed if settings.seed is None else settings.seed
+    ids_dir, part_dir, paths_dir, out_dir = (ctx.data_dir(p) for p in ("ids", "partition", "paths", "stitch"))
+    return GlobalPlan(phases=[
+        Phase("ids", [OrderCollectIds(ids_dir)], reads_documents=True),
+        Phase("partition", [OrderPartition(ids_dir, inputs, part_dir, settings, seed)], tasks=1),
+        Phase("paths", [OrderPaths(part_dir, inputs, paths_dir, settings, seed)], tasks=max(1, ctx.tasks)),
+        Phase("stitch", [OrderStitch(part_dir, paths_dir, inputs, out_dir, settings, seed,
+                                     os.path.join(inputs["neighbors"], "manifest.json"))], tasks=1),
+    ])
+
+
+def order_file(ctx: StageContext, stage_id: str | None = None) -> str:
+    """Where the `order` stage `stage_id` (default: the latest) wrote its permutation."""
+    stage_id = stage_id or ctx.latest("order")
+    if stage_id is None:
+        raise ValueError("no earlier `order` stage")
+    return os.path.join(ctx.stage_data_dir(stage_id, "stitch"), "order.parquet")
