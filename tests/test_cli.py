@@ -30,6 +30,7 @@ def test_report_on_a_folder_that_is_not_a_run(tmp_path):
     assert res.returncode == 2 and "not a curate output folder" in res.stderr
 
 
+@pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path):
     """The README's first command, into a temporary folder: corpus built offline, every stage, a report."""
     out = tmp_path / "qs"
