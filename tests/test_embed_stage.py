@@ -16,18 +16,19 @@ from stages.embed.store import load_embeddings, read_manifest
 
 
 def _bbc_docs(shared_data, n: int, chars: int = 500) -> list[dict]:
-    """n BBC articles with distinct texts, cut to `chars` characters so the test embeds quickly."""
-    docs, seen = [], set()
+    """n BBC articles with distinct texts, topics interleaved (the file is sorted by topic), cut to
+    `chars` characters so the test embeds quickly."""
+    by_label: dict[str, list[dict]] = {}
+    seen = set()
     with gzip.open(shared_data / "bbc_news.jsonl.gz", "rt", encoding="utf-8") as f:
         for line in f:
             d = json.loads(line)
             text = d["text"][:chars]
-            if text in seen:
-                continue
-            seen.add(text)
-            docs.append({"id": d["id"], "text": text, "label": d["label"]})
-            if len(docs) == n:
-                break
+            if text not in seen:
+                seen.add(text)
+                by_label.setdefault(d["label"], []).append({"id": d["id"], "text": text, "label": d["label"]})
+    labels = sorted(by_label)
+    docs = [by_label[labels[i % len(labels)]][i // len(labels)] for i in range(n)]
     return docs
 
 

@@ -10,6 +10,7 @@ A rerun skips finished tasks (datatrove completion markers) and a killed task le
 from __future__ import annotations
 
 import os
+import time
 from typing import Literal
 
 from datatrove.data import DocumentsPipeline
@@ -88,9 +89,10 @@ class EmbedDocuments(PipelineStep):
         from stages.embed.store import write_shard
 
         s = self.settings
-        with self.track_time("load_model"):
-            st = load_model(s.model, s.device, s.half_on_gpu, s.backend, s.allow_download, self.threads, s.max_tokens)
-            dim = model_dimension(st)
+        t0 = time.perf_counter()
+        st = load_model(s.model, s.device, s.half_on_gpu, s.backend, s.allow_download, self.threads, s.max_tokens)
+        dim = model_dimension(st)
+        self.stat_update("model_load_s", value=time.perf_counter() - t0, unit="task")
         ids: list[str] = []
         labels: list | None = [] if self.label_key else None
         blocks: list[np.ndarray] = []
@@ -98,9 +100,11 @@ class EmbedDocuments(PipelineStep):
 
         def flush():
             if texts:
-                with self.track_time("encode"):
+                t = time.perf_counter()
+                with self.track_time("block"):
                     blocks.append(encode_texts(st, texts, s.batch_size, s.long_documents, s.max_windows)
                                   .astype(s.dtype))
+                self.stat_update("encode_s", value=time.perf_counter() - t, unit="task")
                 texts.clear()
 
         for doc in data or ():

@@ -100,9 +100,12 @@ def build_index(vectors: np.ndarray, key: str, device: str = "cpu", seed: int = 
         ivf.cp.niter = train_iterations
         ivf.cp.seed = seed
     if device == "gpu":
+        nlist = ivf.nlist if ivf is not None else None
         index = _to_gpu(index)
+        if nlist:
+            index.curate_nlist = nlist  # GPU IVF classes do not expose nlist uniformly across versions
     if not index.is_trained:
-        nlist = ivf.nlist if ivf is not None else 256
+        nlist = ivf_list_count(index) or 256
         size = min(n, max(train_per_list * nlist, 10_000))
         rows = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
         index.train(_f32(vectors[rows]))
@@ -242,16 +245,17 @@ class TuningResult:
 
 def tune_search(index, vectors: np.ndarray, sample: np.ndarray, exact_I: np.ndarray, k: int,
                 target_recall: float, fixed_value: int = 0, device: str = "cpu", max_value: int = 0,
-                rerank: int = 1) -> TuningResult:
-    """Set the index's search knob: `fixed_value` if given, else double it from a small start until
-    recall@k on `sample` reaches `target_recall`, the knob is exhausted, or doubling stops helping
-    (compressed codes cap recall whatever nprobe is)."""
+                rerank: int = 1, margin: float = 0.0) -> TuningResult:
+    """Set the index's search knob: `fixed_value` if given, else raise it by half from a small start
+    until recall@k on `sample` reaches `target_recall + margin` (the margin absorbs the sample's error,
+    so the whole graph meets the target), the knob is exhausted, or raising stops helping (compressed
+    codes cap recall whatever nprobe is)."""
     name = search_parameter(index)
     if name is None:
         _, I = search_rows(index, vectors, sample, k, rerank)
         return TuningResult(None, None, recall_at_k(I, exact_I))
-    ivf = _ivf_of(index)
-    limit = max_value or (ivf.nlist if (name == "nprobe" and ivf is not None) else 4096)
+    nlist = ivf_list_count(index)
+    limit = max_value or (nlist if (name == "nprobe" and nlist) else 4096)
     value = fixed_value or (8 if name == "nprobe" else max(16, k + 1))
     trace = []
     while True:
@@ -261,15 +265,22 @@ def tune_search(index, vectors: np.ndarray, sample: np.ndarray, exact_I: np.ndar
         r = recall_at_k(I, exact_I)
         stalled = len(trace) > 0 and r - trace[-1][1] < 0.002
         trace.append((value, r))
-        if fixed_value or r >= target_recall or value >= limit or stalled:
+        if fixed_value or r >= min(1.0, target_recall + margin) or value >= limit or stalled:
             return TuningResult(name, value, r, trace)
-        value *= 2
+        value = max(value + 1, int(round(value * 1.5)))
 
 
 def _ivf_of(index):
+    """The IVF part of a CPU index, or a GPU IVF index itself (it carries `curate_nlist`), or None."""
     import faiss
 
-    ivf = faiss.try_extract_index_ivf(index)
-    if ivf is None and hasattr(index, "nlist"):
-        return index  # a GPU IVF index exposes nlist itself
-    return ivf
+    if getattr(index, "curate_nlist", None):
+        return index
+    return faiss.try_extract_index_ivf(index)
+
+
+def ivf_list_count(index) -> int | None:
+    ivf = _ivf_of(index)
+    if ivf is None:
+        return None
+    return int(getattr(ivf, "curate_nlist", None) or ivf.nlist)

@@ -32,7 +32,15 @@ class NeighborsSettings(StageSettings):
     nprobe: int = Field(0, ge=0, description="IVF lists probed; 0 = tuned up to target_recall")
     ef_search: int = Field(0, ge=0, description="HNSW efSearch; 0 = tuned up to target_recall")
     target_recall: float = Field(0.95, gt=0, le=1, description="recall@k the tuning aims for")
+    recall_margin: float = Field(
+        0.01, ge=0, description="tune until the sample's recall reaches target_recall + this (sampling error)"
+    )
     recall_sample: int = Field(1000, ge=1, description="query rows on which recall@k is measured against exact search")
+    max_probe_fraction: float = Field(
+        0.25, gt=0, le=1,
+        description="auto index only: if the tuned nprobe exceeds this share of the IVF lists, IVF is no "
+        "faster than exact search, so search exactly (Flat) instead",
+    )
     rerank: int = Field(0, ge=0, description="re-score this many candidates per neighbour exactly; 0 = 4 for PQ/SQ8 codes, 1 otherwise")
     memory_gb: float = Field(0, ge=0, description="memory the index may use; 0 = half of the available memory")
     train_per_list: int = Field(40, ge=1, description="training vectors per IVF list (seeded sample)")
@@ -63,7 +71,8 @@ class NeighborsSearch(PipelineStep):
 
 
 def build_knn_graph(embed_dir: str, output_dir: str, s: NeighborsSettings, seed: int = 0) -> dict:
-    """Everything the `search` phase does, callable without datatrove. Returns the manifest."""
+    """Everything the `search` phase does, callable without datatrove. Returns the manifest plus
+    timings (which stay out of the manifest file)."""
     import faiss
     import numpy as np
     import polars as pl
@@ -102,8 +111,21 @@ def build_knn_graph(embed_dir: str, output_dir: str, s: NeighborsSettings, seed:
     _, exact_I = knn.exact_knn(vectors, sample, k, device) if n else (None, np.zeros((0, k), np.int64))
     exact_s = time.perf_counter() - t_exact
     fixed = s.nprobe if knn.search_parameter(index) == "nprobe" else s.ef_search
-    tuning = knn.tune_search(index, vectors, sample, exact_I, k, s.target_recall, fixed, device, rerank=rerank) \
+    tuning = knn.tune_search(index, vectors, sample, exact_I, k, s.target_recall, fixed, device, rerank=rerank,
+                        margin=s.recall_margin) \
         if n else knn.TuningResult(None, None, 1.0)
+
+    nlist = knn.ivf_list_count(index) if n else None
+    fell_back = (
+        s.index == "auto" and tuning.parameter == "nprobe" and nlist is not None
+        and tuning.value > s.max_probe_fraction * nlist
+        and n * (4 * d + 2 * d) <= memory
+    )
+    if fell_back:
+        del index
+        key, rerank = "Flat", 1
+        index = knn.build_index(vectors, key, device, seed)
+        tuning = knn.TuningResult(None, None, 1.0, tuning.trace)
 
     t_search = time.perf_counter()
     sample_I = np.zeros((len(sample), k), np.int64)
@@ -122,13 +144,14 @@ def build_knn_graph(embed_dir: str, output_dir: str, s: NeighborsSettings, seed:
         "recall_at_k": float(recall), "recall_sample_size": int(len(sample)),
         "recall_sample_rows": sample.tolist(), "search_parameter": tuning.parameter,
         "search_parameter_value": tuning.value, "tuning_trace": tuning.trace, "rerank": rerank,
-        "target_recall": s.target_recall, "seed": seed,
+        "target_recall": s.target_recall, "seed": seed, "fell_back_to_exact": bool(fell_back),
         "embedding_model": read_embed_manifest(embed_dir).get("model"),
-        "build_s": round(build_s, 3), "exact_sample_s": round(exact_s, 3), "search_s": round(search_s, 3),
-        "total_s": round(time.perf_counter() - t0, 3),
     }
     write_json_atomic(manifest, os.path.join(output_dir, MANIFEST))
-    return manifest
+    # Timings go to the stats only, so the manifest is byte-identical across reruns.
+    timings = {"build_s": round(build_s, 3), "exact_sample_s": round(exact_s, 3), "search_s": round(search_s, 3),
+               "total_s": round(time.perf_counter() - t0, 3)}
+    return {**manifest, **timings}
 
 
 @register_stage("neighbors", settings=NeighborsSettings, kind="global")

@@ -40,16 +40,23 @@ def knn_shard_path(data_dir: str, shard: int) -> str:
 
 
 def write_knn_shard(data_dir: str, shard: int, row_start: int, neighbors: np.ndarray, similarities: np.ndarray) -> None:
+    """An `.npz` that `np.load` reads, written with fixed zip timestamps so reruns are byte-identical
+    (`np.savez` stamps the current time into the archive)."""
+    import zipfile
+
     from curate.atomic import atomic_path
 
+    arrays = {
+        "neighbors": np.ascontiguousarray(neighbors, dtype=np.int64),
+        "similarities": np.ascontiguousarray(similarities, dtype=np.float16),
+        "row_start": np.asarray(row_start, dtype=np.int64),
+    }
     with atomic_path(knn_shard_path(data_dir, shard)) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                neighbors=np.ascontiguousarray(neighbors, dtype=np.int64),
-                similarities=np.ascontiguousarray(similarities, dtype=np.float16),
-                row_start=np.int64(row_start),
-            )
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, array in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                with zf.open(info, "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, array, allow_pickle=False)
 
 
 def read_manifest(data_dir: str) -> dict:
