@@ -12,8 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from stages.dedup.common import ListedDuplicatesFilter
 from stages.dedup.semantic import (
-    EmbeddingDedupFilter,
+    DUPLICATES,
     SemanticDedupFind,
     SemanticDedupSettings,
     SemDeDupSettings,
@@ -129,7 +130,7 @@ def test_greedy_keeps_an_item_whose_only_match_was_removed():
 
 
 def test_chain_from_graph_to_filter(tmp_path, corpus):
-    """Graph on disk -> SemanticDedupFind -> EmbeddingDedupFilter in a datatrove pipeline."""
+    """Graph on disk -> SemanticDedupFind -> ListedDuplicatesFilter in a datatrove pipeline."""
     from datatrove.data import Document
     from datatrove.executor import LocalPipelineExecutor
 
@@ -144,7 +145,7 @@ def test_chain_from_graph_to_filter(tmp_path, corpus):
     LocalPipelineExecutor([SemanticDedupFind("semantic_dedup", graph_dir, out, SemanticDedupSettings(threshold=0.85))],
                           tasks=1, logging_dir=str(tmp_path / "logs1")).run()
     docs = [Document(text="x", id=i) for i in ids]
-    filt = EmbeddingDedupFilter(out, "semantic_duplicate")
+    filt = ListedDuplicatesFilter(out, "semantic_duplicate", pattern=DUPLICATES)
     kept = [d.id for d in filt.run(iter(docs))]
     assert sorted(kept) == sorted(distinct)
     assert filt.stats["dropped_semantic_duplicate"].total == len(planted)

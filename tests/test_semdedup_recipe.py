@@ -51,6 +51,6 @@ def test_iclm_recipe_first_half_removes_near_copies(tmp_path, shared_data, repo_
     row = {i: r for r, i in enumerate(ids)}
     assert graph.neighbors[row["z1"], 0] == row["a001"] and float(graph.similarities[row["z1"], 0]) > 0.95
     stats = json.load(open(glob.glob(f"{out}/semantic_dedup.apply/stats.json")[0]))
-    filt = next(s for s in stats if "semantic dedup filter" in s["name"])
+    filt = next(s for s in stats if "dropped_semantic_duplicate" in s["stats"])
     assert filt["stats"]["dropped_semantic_duplicate"] == 2
     assert np.allclose(np.linalg.norm(vectors.astype(np.float32), axis=1), 1, atol=1e-2)

@@ -53,14 +53,14 @@ class ListedDuplicatesFilter(BaseFilter):
 
     name = "🫆 listed-duplicates filter"
 
-    def __init__(self, duplicates_dir: str, reason: str, exclusion_writer=None):
+    def __init__(self, duplicates_dir: str, reason: str, exclusion_writer=None, pattern: str = "*.parquet"):
         super().__init__(exclusion_writer)
-        self.duplicates_dir, self.reason = duplicates_dir, reason
+        self.duplicates_dir, self.reason, self.pattern = duplicates_dir, reason, pattern
         self._remove: set[str] | None = None
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if self._remove is None:
-            self._remove = read_id_column(self.duplicates_dir)
+            self._remove = read_id_column(self.duplicates_dir, self.pattern)
         if str(doc.id) in self._remove:
             record_removed_text(self, doc.text, whole_document=True)
             return False, self.reason

@@ -18,13 +18,13 @@ import os
 from typing import Literal
 
 import numpy as np
-from datatrove.data import Document, DocumentsPipeline
+from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import Field
 
 from curate.plan import GlobalPlan, Phase, StageContext
 from curate.registry import StageSettings, register_stage
+from stages.dedup.common import ListedDuplicatesFilter
 
 DUPLICATES = "duplicates.parquet"
 GROUPS = "groups.parquet"
@@ -228,26 +228,6 @@ class SemanticDedupFind(PipelineStep):
         yield
 
 
-class EmbeddingDedupFilter(BaseFilter):
-    """Drops the documents listed in `duplicates.parquet`, with `reason` as the drop reason."""
-
-    name = "🧬 semantic dedup filter"
-
-    def __init__(self, duplicates_dir: str, reason: str, exclusion_writer=None):
-        super().__init__(exclusion_writer)
-        self.duplicates_dir, self.reason = duplicates_dir, reason
-        self._remove: set[str] | None = None
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        if self._remove is None:
-            import polars as pl
-
-            self._remove = set(pl.read_parquet(os.path.join(self.duplicates_dir, DUPLICATES), columns=["id"])["id"].to_list())
-        if str(doc.id) in self._remove:
-            return False, self.reason
-        return True
-
-
 def _upstream(ctx: StageContext, name: str, phase: str, who: str) -> str:
     stage_id = ctx.latest(name)
     if stage_id is None:
@@ -262,7 +242,7 @@ def build_semantic_dedup(settings: SemanticDedupSettings, ctx: StageContext) -> 
     out = ctx.data_dir("groups")
     step = SemanticDedupFind("semantic_dedup", source, out, settings, ctx.seed)
     return GlobalPlan(phases=[Phase("groups", [step], tasks=1)],
-                      apply=[EmbeddingDedupFilter(out, "semantic_duplicate", ctx.removed_writer())])
+                      apply=[ListedDuplicatesFilter(out, "semantic_duplicate", ctx.removed_writer(), DUPLICATES)])
 
 
 @register_stage("semdedup", settings=SemDeDupSettings, kind="global")
@@ -272,4 +252,4 @@ def build_semdedup(settings: SemDeDupSettings, ctx: StageContext) -> GlobalPlan:
     out = ctx.data_dir("clusters")
     step = SemanticDedupFind("semdedup", source, out, settings, ctx.seed)
     return GlobalPlan(phases=[Phase("clusters", [step], tasks=1)],
-                      apply=[EmbeddingDedupFilter(out, "semdedup_duplicate", ctx.removed_writer())])
+                      apply=[ListedDuplicatesFilter(out, "semdedup_duplicate", ctx.removed_writer(), DUPLICATES)])
