@@ -116,13 +116,6 @@ def test_recipes_name_registered_stages_with_valid_settings(repo_root, name):
         spec.settings(**(cfg or {}))  # raises on unknown keys or bad values
 
 
-def test_recipes_load_through_curate(repo_root):
-    recipe_mod = pytest.importorskip("curate.recipe")
-    for name in RECIPES:
-        recipe = recipe_mod.load_recipe(repo_root / "recipes" / f"{name}.yaml")
-        assert recipe.name == name
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name,source,keep", [("map_neo_en", "web_pages", 150), ("map_neo_zh", "debian_multilingual", None)])
 def test_recipe_runs_end_to_end(repo_root, shared_data, tmp_path, name, source, keep):

@@ -143,3 +143,16 @@ def test_executor_kind_choices_are_listed(tmp_path, corpus):
         load_recipe(write_recipe(tmp_path / "r.yaml", recipe))
     assert e.value.path == "executor.kind"
     assert "'local', 'slurm' or 'ray'" in e.value.message
+
+
+def test_every_shipped_recipe_validates(repo_root):
+    """Keys, types, stage names and parameters of every recipe in recipes/ (paths checked below)."""
+    names = sorted(p.stem for p in (repo_root / "recipes").glob("*.yaml"))
+    assert {"quickstart", "map_neo_en", "map_neo_zh", "iclm", "full"} <= set(names)
+    for name in names:
+        assert load_recipe(name, check_paths=False).name == name
+
+
+def test_shipped_recipes_find_the_shared_corpora(shared_data):
+    for name in ("map_neo_en", "map_neo_zh", "iclm", "full"):
+        assert Path(str(load_recipe(name).input.paths)).exists()
