@@ -57,3 +57,21 @@ def synthetic_docs(n: int, seed: int = 0, dup_every: int = 0) -> list[dict]:
             text = " ".join(rng.choice(words) for _ in range(rng.randint(30, 120))) + f" doc{i}."
         docs.append({"id": f"d{i:06d}", "text": text, "topic": words[i % 5]})
     return docs
+
+
+def bbc_interleaved(shared_data: Path, n: int, chars: int, distinct_prefix: int | None = None) -> list[dict]:
+    """n BBC articles ({id, text, label}) cut to `chars` characters, topics interleaved (the file is
+    sorted by topic); texts whose first `distinct_prefix` characters (all, if None) repeat an earlier
+    one are skipped."""
+    by_label: dict[str, list[dict]] = {}
+    seen = set()
+    with gzip.open(shared_data / "bbc_news.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            text = d["text"][:chars]
+            key = text if distinct_prefix is None else text[:distinct_prefix]
+            if key not in seen:
+                seen.add(key)
+                by_label.setdefault(d["label"], []).append({"id": d["id"], "text": text, "label": d["label"]})
+    labels = sorted(by_label)
+    return [by_label[labels[i % len(labels)]][i // len(labels)] for i in range(n)]

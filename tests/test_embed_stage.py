@@ -3,40 +3,20 @@ encode of the same texts, reruns reuse finished shards, long-document modes beha
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 
 import numpy as np
 import pytest
 
+from helpers import bbc_interleaved, write_jsonl_gz
 from stages.embed.encoder import choose_torch_device, encode_texts, load_model
 from stages.embed.stage import EmbedDocuments, EmbedSettings
 from stages.embed.store import load_embeddings, read_manifest
 
 
 def _bbc_docs(shared_data, n: int, chars: int = 500) -> list[dict]:
-    """n BBC articles with distinct texts, topics interleaved (the file is sorted by topic), cut to
-    `chars` characters so the test embeds quickly."""
-    by_label: dict[str, list[dict]] = {}
-    seen = set()
-    with gzip.open(shared_data / "bbc_news.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            text = d["text"][:chars]
-            if text not in seen:
-                seen.add(text)
-                by_label.setdefault(d["label"], []).append({"id": d["id"], "text": text, "label": d["label"]})
-    labels = sorted(by_label)
-    docs = [by_label[labels[i % len(labels)]][i // len(labels)] for i in range(n)]
-    return docs
-
-
-def _write_jsonl(path, docs) -> None:
-    os.makedirs(path.parent, exist_ok=True)
-    with gzip.open(path, "wt", encoding="utf-8") as f:
-        for d in docs:
-            f.write(json.dumps(d) + "\n")
+    """n BBC articles with distinct texts, cut to `chars` characters so the test embeds quickly."""
+    return bbc_interleaved(shared_data, n, chars)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +30,7 @@ def _run_embed(tmp_path, docs, settings: EmbedSettings, tasks: int = 2, label_ke
 
     inp = tmp_path / "in"
     for t in range(tasks):  # one input file per task so every task gets a shard
-        _write_jsonl(inp / f"part{t}.jsonl.gz", docs[t::tasks])
+        write_jsonl_gz(inp / f"part{t}.jsonl.gz", docs[t::tasks])
     out = str(tmp_path / "embed")
     LocalPipelineExecutor(
         [JsonlReader(str(inp)), EmbedDocuments(out, settings, label_key=label_key, threads=2)],

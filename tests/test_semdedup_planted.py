@@ -4,14 +4,13 @@ embed -> neighbors -> dedup -> apply filter runs end to end."""
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 
 import numpy as np
 import polars as pl
 import pytest
 
+from helpers import bbc_interleaved
 from stages.dedup.common import ListedDuplicatesFilter
 from stages.dedup.semantic import (
     DUPLICATES,
@@ -42,17 +41,7 @@ PARAPHRASES = [
 
 
 def _distinct_bbc(shared_data, n: int, chars: int = 600) -> list[dict]:
-    by_label: dict[str, list[dict]] = {}
-    seen = set()
-    with gzip.open(shared_data / "bbc_news.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            text = d["text"][:chars]
-            if text[:200] not in seen:
-                seen.add(text[:200])
-                by_label.setdefault(d["label"], []).append({"id": f"bbc_{d['id']}", "text": text})
-    labels = sorted(by_label)
-    return [by_label[labels[i % len(labels)]][i // len(labels)] for i in range(n)]
+    return [{"id": f"bbc_{d['id']}", "text": d["text"]} for d in bbc_interleaved(shared_data, n, chars, 200)]
 
 
 def _near_copies(docs: list[dict]) -> list[tuple[dict, str]]:
