@@ -181,27 +181,13 @@ def build_executors(plan: RunPlan, kind: str) -> list:
                 logging_dir=logging_dir, depends=prev,
             )
         elif kind == "slurm":
-            from datatrove.executor import SlurmPipelineExecutor
+            from curate.slurm_cluster import slurm_executor
 
-            cfg = plan.recipe.executor.slurm
-            ex = SlurmPipelineExecutor(
-                phase.pipeline, tasks=phase.tasks, time=cfg.time, partition=cfg.partition,
-                cpus_per_task=phase.cpus_per_task or cfg.cpus_per_task,
-                mem_per_cpu_gb=int(phase.mem_per_cpu_gb or cfg.mem_per_cpu_gb),
-                gpus_per_task=cfg.gpus_per_task if phase.gpus else 0, qos=cfg.qos,
-                job_name=f"{cfg.job_name}-{phase.id}", env_command=cfg.env_command, venv_path=cfg.venv_path,
-                sbatch_args=cfg.sbatch_args or None, logging_dir=logging_dir, depends=prev,
-            )
+            ex = slurm_executor(plan, phase, logging_dir, prev)
         elif kind == "ray":
-            from datatrove.executor import RayPipelineExecutor
+            from curate.ray_cluster import ray_executor
 
-            cfg = plan.recipe.executor.ray
-            ex = RayPipelineExecutor(
-                phase.pipeline, tasks=phase.tasks, workers=plan.workers, logging_dir=logging_dir, depends=prev,
-                cpus_per_task=phase.cpus_per_task or cfg.cpus_per_task,
-                mem_per_cpu_gb=phase.mem_per_cpu_gb or cfg.mem_per_cpu_gb,
-                gpus_per_task=cfg.gpus_per_task if phase.gpus else 0,
-            )
+            ex = ray_executor(plan, phase, logging_dir, prev)
         else:
             raise RunError(f"unknown executor '{kind}'; valid: local, slurm, ray")
         executors.append(ex)
@@ -280,11 +266,10 @@ def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = 
     except ImportError as e:
         hint = {"ray": "pip install 'curate[ray]'", "slurm": "run on a Slurm login node"}.get(kind, "")
         raise RunError(f"cannot use executor '{kind}': {e}. {hint}") from e
-    if kind != "local":
-        executors[-1].run()  # submits the whole chain; the cluster runs it
-        record["status"] = "submitted"
-        write_json_atomic(record, record_path)
-        return record
+    if kind == "slurm":
+        from curate.slurm_cluster import submit_chain
+
+        return submit_chain(plan, executors, record, record_path, console)
 
     for i, (phase, ex) in enumerate(zip(plan.phases, executors)):
         entry = record["phases"][i]
