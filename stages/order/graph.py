@@ -60,6 +60,19 @@ def csr_adjacency(n: int, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[
     return indptr, dst, ww
 
 
+def renumber_neighbors(neighbors: np.ndarray, remap: np.ndarray) -> np.ndarray:
+    """Global neighbour rows -> local numbers through `remap` (-1 = not kept; padding stays -1)."""
+    sub = np.asarray(neighbors, dtype=np.int64)
+    valid = (sub >= 0) & (sub < len(remap))
+    return np.where(valid, remap[np.where(valid, sub, 0)], -1)
+
+
+def local_numbering(keep: np.ndarray, n: int) -> np.ndarray:
+    remap = np.full(n, -1, dtype=np.int64)
+    remap[np.asarray(keep, dtype=np.int64)] = np.arange(len(keep), dtype=np.int64)
+    return remap
+
+
 def restrict_knn(neighbors: np.ndarray, similarities: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The kNN table of the rows in `keep` (sorted or not), renumbered to 0..len(keep)-1.
 
@@ -67,9 +80,39 @@ def restrict_knn(neighbors: np.ndarray, similarities: np.ndarray, keep: np.ndarr
     partition.
     """
     keep = np.asarray(keep, dtype=np.int64)
-    remap = np.full(neighbors.shape[0], -1, dtype=np.int64)
-    remap[keep] = np.arange(len(keep), dtype=np.int64)
-    sub = np.asarray(neighbors[keep], dtype=np.int64)
-    valid = (sub >= 0) & (sub < neighbors.shape[0])
-    out = np.where(valid, remap[np.where(valid, sub, 0)], -1)
+    out = renumber_neighbors(neighbors[keep], local_numbering(keep, neighbors.shape[0]))
     return out, np.asarray(similarities[keep], dtype=np.float32)
+
+
+class RestrictedKnnTable:
+    """`restrict_knn` over an on-disk `KnnTable`, read a slice at a time instead of all at once.
+
+    Slicing (`view[lo:hi]`) gives the renumbered neighbours of kept rows lo..hi-1, so chunked code
+    (partition refinement, the quality figures) runs on a corpus whose table does not fit in memory.
+    """
+
+    def __init__(self, table, keep: np.ndarray):
+        self.table = table
+        self.keep = np.asarray(keep, dtype=np.int64)
+        self.remap = local_numbering(self.keep, table.n)
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.keep), self.table.k
+
+    def rows(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        nb, sims = self.table.rows(self.keep[lo:hi])
+        return renumber_neighbors(nb, self.remap), np.asarray(sims, dtype=np.float32)
+
+    def __getitem__(self, item):
+        if not isinstance(item, slice) or item.step not in (None, 1):
+            raise TypeError("RestrictedKnnTable supports contiguous slices only")
+        lo, hi, _ = item.indices(len(self.keep))
+        return self.rows(lo, hi)[0]
+
+    def chunks(self, chunk: int = 1 << 17):
+        for lo in range(0, len(self.keep), chunk):
+            yield (lo, *self.rows(lo, min(lo + chunk, len(self.keep))))

@@ -85,6 +85,13 @@ def order_partition(order_fn: Callable[..., np.ndarray], vectors, neighbors, sim
                     seed: int = 0, **kw) -> np.ndarray:
     """Order the documents `rows` by `order_fn` on their restricted kNN table; returns global rows."""
     nb, ns = restrict_knn(neighbors, similarities, rows)
+    return order_restricted(order_fn, vectors, nb, ns, rows, seed, **kw)
+
+
+def order_restricted(order_fn: Callable[..., np.ndarray], vectors, local_neighbors: np.ndarray,
+                     local_similarities: np.ndarray, rows: np.ndarray, seed: int = 0, **kw) -> np.ndarray:
+    """`order_partition` when the partition's table is already read and renumbered (`RestrictedKnnTable`)."""
+    nb, ns = local_neighbors, local_similarities
     x = np.ascontiguousarray(vectors[rows], dtype=np.float32)
     local = order_fn(x, nb, ns, seed, **kw)
     return rows[local]

@@ -69,13 +69,7 @@ def top2_similarities(vectors: np.ndarray, exact_limit: int = 200_000):
 
 def top2_from_knn(neighbors: np.ndarray, similarities: np.ndarray):
     """(s1, s2) read from a kNN table (valid bounds only if the table is exact)."""
-    n = len(neighbors)
-    nb = np.asarray(neighbors)
-    s = np.where((nb >= 0) & (nb != np.arange(n)[:, None]), np.asarray(similarities, dtype=np.float64), -np.inf)
-    s = -np.sort(-s, axis=1)
-    s1 = s[:, 0] if s.shape[1] > 0 else np.full(n, -np.inf)
-    s2 = s[:, 1] if s.shape[1] > 1 else np.full(n, -np.inf)
-    return s1, s2
+    return top2_from_knn_rows(neighbors, similarities, np.arange(len(neighbors)))
 
 
 def upper_bound_u2(s1: np.ndarray, s2: np.ndarray) -> float:
@@ -100,6 +94,47 @@ def knn_edge_fraction(order: np.ndarray, neighbors: np.ndarray) -> float:
         hit = (neighbors[u] == v[:, None]).any(axis=1) | (neighbors[v] == u[:, None]).any(axis=1)
         hits += int(hit.sum())
     return hits / (len(order) - 1)
+
+
+def knn_quality_streamed(order: np.ndarray, table_chunks) -> tuple[np.ndarray, np.ndarray, float]:
+    """(s1, s2, kNN-edge fraction) of a path from a restricted table read chunk by chunk.
+
+    `table_chunks` yields (first row, renumbered neighbours, similarities) in row order (see
+    `RestrictedKnnTable.chunks`). The pair at path position i is a kNN edge when the successor is in
+    the first's list or the first is in the successor's list; each row checks its own list against
+    its successor and predecessor, so no step needs the whole table.
+    """
+    order = np.asarray(order, dtype=np.int64)
+    n = len(order)
+    pos = np.empty(n, dtype=np.int64)
+    pos[order] = np.arange(n, dtype=np.int64)
+    succ = np.full(n, -2, dtype=np.int64)
+    pred = np.full(n, -2, dtype=np.int64)
+    succ[order[:-1]] = order[1:]
+    pred[order[1:]] = order[:-1]
+    pair_hit = np.zeros(max(n - 1, 0), dtype=bool)
+    s1 = np.full(n, -np.inf)
+    s2 = np.full(n, -np.inf)
+    for lo, nb, sims in table_chunks:
+        m = len(nb)
+        r = np.arange(lo, lo + m)
+        a, b = top2_from_knn_rows(nb, sims, r)
+        s1[lo : lo + m], s2[lo : lo + m] = a, b
+        fwd = (nb == succ[r][:, None]).any(axis=1)
+        back = (nb == pred[r][:, None]).any(axis=1)
+        pair_hit[pos[r[fwd]]] = True
+        pair_hit[pos[r[back]] - 1] = True
+    return s1, s2, (float(pair_hit.mean()) if n > 1 else 0.0)
+
+
+def top2_from_knn_rows(neighbors: np.ndarray, similarities: np.ndarray, rows: np.ndarray):
+    """`top2_from_knn` for a slice of a table whose rows are numbered `rows`."""
+    nb = np.asarray(neighbors)
+    s = np.where((nb >= 0) & (nb != np.asarray(rows)[:, None]), np.asarray(similarities, dtype=np.float64), -np.inf)
+    s = -np.sort(-s, axis=1)
+    s1 = s[:, 0] if s.shape[1] > 0 else np.full(len(nb), -np.inf)
+    s2 = s[:, 1] if s.shape[1] > 1 else np.full(len(nb), -np.inf)
+    return s1, s2
 
 
 def label_agreement(labels, order: np.ndarray) -> tuple[float, float]:

@@ -46,17 +46,29 @@ class OrderSettings(StageSettings):
 
 
 def _load_inputs(ctx_paths: dict):
-    """(graph ids, neighbors, similarities, vectors, labels) from the upstream stages."""
-    from stages.embed.store import load_embeddings
-    from stages.neighbors.store import load_knn_graph
+    """(kNN table on disk, vectors memory-mapped in the table's row order) from the upstream stages.
 
-    graph = load_knn_graph(ctx_paths["neighbors"])
-    emb_ids, vectors, emb_labels = load_embeddings(ctx_paths["embed"], mmap=True)
-    if list(emb_ids) != list(graph.ids):
-        where = {i: r for r, i in enumerate(emb_ids)}
-        vectors = vectors[[where[i] for i in graph.ids]]
-    labels = graph.labels if graph.labels is not None else emb_labels
-    return graph.ids, graph.neighbors, graph.similarities, vectors, labels
+    Nothing here is read into memory: each phase reads only the rows it works on.
+    """
+    from stages.embed.store import load_embeddings
+    from stages.neighbors.store import KnnTable
+
+    table = KnnTable(ctx_paths["neighbors"])
+    emb_ids, vectors, _ = load_embeddings(ctx_paths["embed"], mmap=True)
+    graph_ids = table.ids()
+    if list(emb_ids) != graph_ids:
+        raise ValueError(
+            f"order: the embeddings in {ctx_paths['embed']} and the kNN graph in {ctx_paths['neighbors']} list "
+            "different documents (was one of them rerun on its own?); rerun the neighbors stage"
+        )
+    return table, graph_ids, vectors
+
+
+def _labels(ctx_paths: dict, table) -> list | None:
+    from stages.embed.store import load_embeddings
+
+    labels = table.labels()
+    return labels if labels is not None else load_embeddings(ctx_paths["embed"], mmap=True)[2]
 
 
 class OrderCollectIds(PipelineStep):
@@ -90,12 +102,12 @@ class OrderPartition(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         import polars as pl
 
-        from stages.order.graph import restrict_knn
+        from stages.order.graph import RestrictedKnnTable
         from stages.order.partition import assign_partitions, refine_partitions_by_graph
 
         kept = pl.read_parquet(sorted(glob.glob(os.path.join(self.ids_dir, "*.parquet"))))["id"] if glob.glob(
             os.path.join(self.ids_dir, "*.parquet")) else pl.Series("id", [], dtype=pl.String)
-        graph_ids, neighbors, sims, vectors, _ = _load_inputs(self.inputs)
+        table, graph_ids, vectors = _load_inputs(self.inputs)
         rows_of = pl.DataFrame({"id": graph_ids, "row": np.arange(len(graph_ids), dtype=np.int64)})
         joined = pl.DataFrame({"id": kept}).join(rows_of, on="id", how="left")
         missing = joined.filter(pl.col("row").is_null())["id"].sort()
@@ -108,7 +120,7 @@ class OrderPartition(PipelineStep):
             part = np.zeros(len(rows), dtype=np.int64)
         else:
             part = assign_partitions(vectors[rows], size, self.seed)
-            part = refine_partitions_by_graph(part, restrict_knn(neighbors, sims, rows)[0])
+            part = refine_partitions_by_graph(part, RestrictedKnnTable(table, rows))
         self.stat_update("partitions", value=int(part.max()) + 1 if len(part) else 0)
         write_parquet_atomic(pl.DataFrame({"row": rows, "partition": part}), os.path.join(self.output_dir, "members.parquet"))
         write_parquet_atomic(pl.DataFrame({"id": missing}), os.path.join(self.output_dir, "without_vector.parquet"))
@@ -129,14 +141,15 @@ class OrderPaths(PipelineStep):
         import polars as pl
 
         from stages.order.algorithms import ALGORITHMS
-        from stages.order.partition import order_partition
+        from stages.order.graph import RestrictedKnnTable
+        from stages.order.partition import order_restricted
 
         members = pl.read_parquet(os.path.join(self.partition_dir, "members.parquet"))
         parts = members["partition"].to_numpy()
         mine = [p for p in range(int(parts.max()) + 1 if len(parts) else 0) if p % world_size == rank]
         if not mine:
             return
-        _, neighbors, sims, vectors, _ = _load_inputs(self.inputs)
+        table, _, vectors = _load_inputs(self.inputs)
         st = self.settings
         fn = ALGORITHMS[st.algorithm]
         rows_all = members["row"].to_numpy()
@@ -147,7 +160,9 @@ class OrderPaths(PipelineStep):
             if st.algorithm == "edge_matching":
                 kw = {"search_k": st.search_k, "kicks_per_document": st.kicks_per_document, "max_kicks": st.max_kicks}
             with self.track_time("partition"):
-                path = order_partition(fn, vectors, neighbors, sims, rows, self.seed + p, **kw)
+                nb, ns = RestrictedKnnTable(table, rows).rows(0, n)  # this partition's rows only
+                path = order_restricted(fn, vectors, nb, ns, rows, self.seed + p, **kw)
+                del nb, ns
             write_numpy_atomic(path.astype(np.int64), os.path.join(self.output_dir, f"path_{p:05d}.npy"))
             self.stat_update("partitions")
             self.stat_update("documents", value=n)
@@ -170,14 +185,15 @@ class OrderStitch(PipelineStep):
 
         from stages.order.algorithms import order_random
         from stages.order.partition import stitch_partitions
+        from stages.order.graph import RestrictedKnnTable
         from stages.order.quality import (
-            adjacent_similarities, is_permutation, knn_edge_fraction, label_agreement, top2_from_knn, upper_bound_u2,
+            adjacent_similarities, is_permutation, knn_quality_streamed, label_agreement, upper_bound_u2,
         )
-        from stages.order.graph import restrict_knn
 
         members = pl.read_parquet(os.path.join(self.partition_dir, "members.parquet"))
         without = pl.read_parquet(os.path.join(self.partition_dir, "without_vector.parquet"))["id"].to_list()
-        graph_ids, neighbors, sims, vectors, labels = _load_inputs(self.inputs)
+        table, graph_ids, vectors = _load_inputs(self.inputs)
+        labels = _labels(self.inputs, table)
         nparts = int(members["partition"].max()) + 1 if members.height else 0
         paths = [np.load(os.path.join(self.paths_dir, f"path_{p:05d}.npy")) for p in range(nparts)]
         if self.settings.algorithm == "random":
@@ -195,9 +211,8 @@ class OrderStitch(PipelineStep):
         # quality, on the kept documents that have vectors (local row numbers)
         local = np.searchsorted(rows, path)
         assert is_permutation(local, len(rows))
-        sub_nb, sub_s = restrict_knn(neighbors, sims, rows)
-        adj = adjacent_similarities(vectors[rows], local)
-        s1, s2 = top2_from_knn(sub_nb, sub_s)
+        adj = adjacent_similarities(vectors, path)
+        s1, s2, edge_fraction = knn_quality_streamed(local, RestrictedKnnTable(table, rows).chunks())
         u2 = upper_bound_u2(s1, s2)
         try:
             with open(self.neighbors_manifest, encoding="utf-8") as f:
@@ -210,14 +225,14 @@ class OrderStitch(PipelineStep):
             "path_total": float(adj.sum(dtype=np.float64)), "u2_bound": u2,
             "bound_ratio": float(adj.sum(dtype=np.float64) / u2) if u2 > 0 else None,
             "bound_exact": bool(man.get("index", "").lower().startswith("flat") or man.get("exact", False)),
-            "knn_edge_fraction": knn_edge_fraction(local, sub_nb),
+            "knn_edge_fraction": edge_fraction,
             "similarity_quantiles": {str(q): float(np.quantile(adj, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(adj) else {},
         }
         if labels is not None:
             lab = np.array(["" if labels[r] is None else str(labels[r]) for r in rows])
             quality["label_agreement"], quality["label_chance"] = label_agreement(lab, local)
         write_json_atomic(quality, os.path.join(self.output_dir, "quality.json"))
-        self._publish(quality, adj, vectors[rows])
+        self._publish(quality, adj, vectors, rows)
         self.stat_update("documents", value=len(ids))
         self.stat_update("documents_without_vector", value=len(without))
         for key in ("mac", "bound_ratio", "knn_edge_fraction", "label_agreement"):
@@ -227,14 +242,14 @@ class OrderStitch(PipelineStep):
         yield
 
 
-    def _publish(self, quality: dict, adjacent: np.ndarray, vectors: np.ndarray) -> None:
+    def _publish(self, quality: dict, adjacent: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> None:
         """Figures and plots for `curate report`: adjacent similarity along the path and its
         histogram against the same documents in a random order."""
         from curate.report import downsample, histogram, write_report_section
         from stages.order.quality import adjacent_similarities
 
         rng = np.random.default_rng(self.seed)
-        perm = rng.permutation(len(vectors))
+        perm = rows[rng.permutation(len(rows))]
         random_adj = adjacent_similarities(vectors, perm) if len(perm) > 1 else np.empty(0)
         figures = {k: quality[k] for k in ("documents", "mac", "bound_ratio", "knn_edge_fraction",
                                             "label_agreement", "label_chance") if quality.get(k) is not None}
