@@ -7,6 +7,12 @@ generated topic (documents of different topics are near-orthogonal, so this is w
 finds too). Timed: the `order` stage's algorithm (edge matching + local search, partitioned, in
 `--workers` threads). Prints one JSON line; `--docs N` changes the corpus size, `--quick` = 100k
 documents and no unpartitioned comparison run.
+
+`--stage`: the same corpus written as the embed and neighbors stages write it (vector shards, kNN
+shards), then the `order` stage's own phases (partition, paths in `--tasks` datatrove tasks, stitch)
+run by datatrove's LocalPipelineExecutor, each phase in a fresh process: wall time and peak resident
+memory per phase (the largest task's). The phases map the vectors and the graph from disk, so their
+resident memory includes file pages they touched, which the OS can drop.
 """
 
 from __future__ import annotations
@@ -76,6 +82,107 @@ def run_order(x, nbrs, sims, partition_size: int, workers: int, kicks: float, ma
     return order, time.perf_counter() - t
 
 
+def write_stage_inputs(root: Path, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, rows_per_shard: int = 100_000):
+    """Embed and neighbors artifacts in their on-disk formats (see stages/embed/store.py and
+    stages/neighbors/store.py), plus the `ids` phase's output listing every document as kept."""
+    import polars as pl
+
+    from stages.embed.store import write_shard
+    from stages.neighbors.store import write_knn_shard
+
+    emb, graph, ids_dir = root / "embed", root / "neighbors", root / "ids"
+    for d in (emb, graph, ids_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    ids = [f"doc{i:07d}" for i in range(len(x))]
+    manifest = {"model": "synthetic", "dim": int(x.shape[1]), "dtype": "float16", "normalized": True}
+    for rank, lo in enumerate(range(0, len(x), rows_per_shard)):
+        write_shard(str(emb), rank, x[lo : lo + rows_per_shard], ids[lo : lo + rows_per_shard], None, manifest)
+        write_knn_shard(str(graph), rank, lo, nbrs[lo : lo + rows_per_shard], sims[lo : lo + rows_per_shard])
+    pl.DataFrame({"id": ids}).write_parquet(graph / "ids.parquet")
+    (graph / "manifest.json").write_text(json.dumps({"n": len(x), "k": int(nbrs.shape[1]), "index": "Flat", "exact": True}))
+    pl.DataFrame({"id": ids}).write_parquet(ids_dir / "00000.parquet")
+
+
+def run_stage_phase(root: str, phase: str, tasks: int, workers: int, partition_size: int) -> None:
+    """One phase of the order stage over `root` (run in its own process by `--stage`)."""
+    from datatrove.executor import LocalPipelineExecutor
+
+    from stages.order.stage import OrderPartition, OrderPaths, OrderSettings, OrderStitch
+
+    r = Path(root)
+    inputs = {"embed": str(r / "embed"), "neighbors": str(r / "neighbors")}
+    settings = OrderSettings(partition_size=partition_size)
+    step = {
+        "partition": lambda: OrderPartition(str(r / "ids"), inputs, str(r / "partition"), settings, 0),
+        "paths": lambda: OrderPaths(str(r / "partition"), inputs, str(r / "paths"), settings, 0),
+        "stitch": lambda: OrderStitch(str(r / "partition"), str(r / "paths"), inputs, str(r / "stitch"), settings, 0,
+                                      str(r / "neighbors" / "manifest.json")),
+    }[phase]()
+    # fork: the pool workers are this process's children, so RUSAGE_CHILDREN sees their peaks
+    LocalPipelineExecutor([step], tasks=tasks, workers=workers, logging_dir=str(r / f"logs_{phase}"),
+                          start_method="fork").run()
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    print("PEAK_RSS_KIB", peak)
+
+
+def prepare_stage_inputs(root: str, docs: int, k: int) -> None:
+    """Generate the corpus and write it (run in its own process by `--stage`); prints the U2 bound."""
+    x, topic = synthetic_corpus(docs, seed=2)
+    nbrs, sims = knn_within_topics(x, topic, k)
+    write_stage_inputs(Path(root), x, nbrs, sims)
+    print("U2", upper_bound_u2(*top2_from_knn(nbrs, sims)))
+
+
+def _in_fresh_process(call: str) -> str:
+    """Run `order_scale.<call>` in a new interpreter; returns its stdout.
+
+    Linux carries a process's peak-RSS figure across fork and exec, so the launcher itself stays
+    small (it never holds the corpus) and every phase reports its own peak."""
+    import subprocess
+
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import order_scale; order_scale.{call}"
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+
+
+def stage_scale(args) -> dict:
+    """The order stage's phases as separate processes over on-disk inputs: time and memory per phase."""
+    import shutil
+    import tempfile
+
+    import polars as pl
+
+    from stages.embed.store import load_embeddings
+
+    root = Path(tempfile.mkdtemp(prefix="order_stage_"))
+    try:
+        t = time.perf_counter()
+        u2 = float(_in_fresh_process(f"prepare_stage_inputs({str(root)!r}, {args.docs}, {args.k})").split("U2")[-1].split()[0])
+        prep_s = time.perf_counter() - t
+        phases = {}
+        for phase, tasks in (("partition", 1), ("paths", args.tasks), ("stitch", 1)):
+            t = time.perf_counter()
+            stdout = _in_fresh_process(f"run_stage_phase({str(root)!r}, {phase!r}, {tasks}, {args.workers}, {args.partition_size})")
+            peak = int(stdout.split("PEAK_RSS_KIB")[-1].split()[0])
+            phases[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 2),
+                             "peak_rss_gib": round(peak / 2**20, 3)}
+        ids, x, _ = load_embeddings(str(root / "embed"), mmap=True)
+        row_of = {d: i for i, d in enumerate(ids)}
+        order = np.array([row_of[i] for i in pl.read_parquet(root / "stitch" / "order.parquet")["id"].to_list()])
+        assert is_permutation(order, len(x))
+        quality = json.loads((root / "stitch" / "quality.json").read_text())
+        mac = mean_adjacent_cosine(x, order)
+        total = sum(p["seconds"] for p in phases.values())
+        return {
+            "documents": len(x), "inputs_written_seconds_untimed": round(prep_s, 1), "phases": phases,
+            "seconds_total": round(total, 2), "mac": round(mac, 5), "mac_in_quality_json": round(quality["mac"], 5),
+            "bound_ratio_vs_knn_u2": round(mac * (len(x) - 1) / u2, 4), "partitions": quality["partitions"],
+            "within_2_minutes": bool(total <= 120),
+            "within_4_gib": bool(max(p["peak_rss_gib"] for p in phases.values()) <= 4.0),
+        }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=int, default=1_000_000)
@@ -86,11 +193,21 @@ def main() -> None:
     ap.add_argument("--kicks", type=float, default=20.0, help="local-search kicks per document (stage default 20)")
     ap.add_argument("--max-kicks", type=int, default=10_000, help="kicks cap per partition (stage default 10,000)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--stage", action="store_true", help="run the order stage's phases as datatrove tasks over on-disk inputs")
+    ap.add_argument("--tasks", type=int, default=8, help="tasks of the `paths` phase with --stage")
     args = ap.parse_args()
     if args.quick:
         args.docs, args.compare_docs = 100_000, 0
     out = {"bench": "order_scale", "k": args.k, "partition_size": args.partition_size, "workers": args.workers,
            "kicks_per_document": args.kicks, "max_kicks_per_partition": args.max_kicks}
+
+    if args.stage:
+        if args.quick:
+            args.docs = 100_000
+        out["tasks"] = args.tasks
+        out["stage"] = stage_scale(args)
+        print(json.dumps(out))
+        return
 
     # warm the compiled kernels outside the timings
     xw, tw = synthetic_corpus(2000, seed=99)

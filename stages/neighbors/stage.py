@@ -1,9 +1,12 @@
 """`neighbors`: the k-nearest-neighbour graph of the embedded corpus (FAISS), with its measured recall.
 
-One phase, `search`, one task: load every embed shard, choose and build the index (GPU when faiss
-has one), tune nprobe/efSearch on a seeded query sample against exact search, search every row, and
-write the graph in shards (format: `stages/neighbors/store.py`). FAISS parallelises the work over the
-machine's cores (or the GPU); sharding the search over several tasks would rebuild the index in each.
+Default (`index_shards: 1`): one phase, `search`, one task: load every embed shard, choose and build
+the index (GPU when faiss has one), tune nprobe/efSearch on a seeded query sample against exact
+search, search every row, and write the graph in shards (format: `stages/neighbors/store.py`). FAISS
+parallelises the work over the machine's cores (or the GPU). That task holds the corpus and its index.
+
+`index_shards: S` > 1 (a corpus too big for one task): phases `search` (S tasks, one database shard
+each), `merge` and `finalize` (see `stages/neighbors/sharded.py`); no task holds the whole corpus.
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ class NeighborsSettings(StageSettings):
     rows_per_shard: int = Field(100_000, ge=1, description="graph rows per knn_*.npz file")
     threads: int = Field(0, ge=0, description="FAISS CPU threads; 0 = all cores")
     gpus: int = Field(0, ge=0, description="GPUs to request from a cluster executor")
+    index_shards: int = Field(
+        1, ge=1,
+        description="split the corpus into this many database shards, each indexed and searched by its own "
+        "task (CPU), results merged per row; 1 = one index over the whole corpus in one task",
+    )
 
 
 class NeighborsSearch(PipelineStep):
@@ -154,11 +162,89 @@ def build_knn_graph(embed_dir: str, output_dir: str, s: NeighborsSettings, seed:
     return {**manifest, **timings}
 
 
+class NeighborsShardSearch(PipelineStep):
+    """`search` phase of the sharded graph: task j indexes database shard j and queries every row."""
+
+    name = "🕸️ kNN graph: shard search"
+    type = "🔢 - EMBED"
+
+    def __init__(self, embed_dir: str, data_dir: str, settings: NeighborsSettings, seed: int = 0):
+        super().__init__()
+        self.embed_dir, self.data_dir, self.settings, self.seed = embed_dir, data_dir, settings, seed
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from stages.neighbors.sharded import search_one_shard
+
+        if self.settings.threads:
+            import faiss
+
+            faiss.omp_set_num_threads(self.settings.threads)
+        with self.track_time("shard"):
+            info = search_one_shard(self.embed_dir, self.data_dir, rank, world_size, self.settings, self.seed)
+        self.stat_update("database_rows", value=info["rows"][1] - info["rows"][0])
+        if info.get("search_parameter_value") is not None:
+            self.stat_update(f"{info['search_parameter']}", value=int(info["search_parameter_value"]), unit="run")
+        return
+        yield
+
+
+class NeighborsMerge(PipelineStep):
+    """`merge` phase: per row, the best k of the database shards' lists, one output shard at a time."""
+
+    name = "🕸️ kNN graph: merge shards"
+    type = "🔢 - EMBED"
+
+    def __init__(self, embed_dir: str, data_dir: str, settings: NeighborsSettings):
+        super().__init__()
+        self.embed_dir, self.data_dir, self.settings = embed_dir, data_dir, settings
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import math
+
+        from stages.neighbors.sharded import corpus_rows, merge_output_shard
+
+        n = corpus_rows(self.embed_dir)
+        s = self.settings
+        for out_shard in range(rank, max(1, math.ceil(n / s.rows_per_shard)), world_size):
+            rows = merge_output_shard(self.data_dir, out_shard, n, s.index_shards, s.k, s.rows_per_shard)
+            self.stat_update("rows", value=rows)
+        return
+        yield
+
+
+class NeighborsFinalize(PipelineStep):
+    """`finalize` phase: ids, recall of the merged graph against exact search, manifest."""
+
+    name = "🕸️ kNN graph: recall and manifest"
+    type = "🔢 - EMBED"
+
+    def __init__(self, embed_dir: str, data_dir: str, settings: NeighborsSettings, seed: int = 0):
+        super().__init__()
+        self.embed_dir, self.data_dir, self.settings, self.seed = embed_dir, data_dir, settings, seed
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from stages.neighbors.sharded import finalize
+
+        manifest = finalize(self.embed_dir, self.data_dir, self.settings.index_shards, self.settings, self.seed)
+        self.stat_update("n", value=manifest["n"], unit="run")
+        self.stat_update("recall_at_k_x1e6", value=int(round(manifest["recall_at_k"] * 1e6)), unit="run")
+        return
+        yield
+
+
 @register_stage("neighbors", settings=NeighborsSettings, kind="global")
 def build_neighbors(settings: NeighborsSettings, ctx: StageContext) -> GlobalPlan:
     """k-nearest-neighbour graph of the embeddings (FAISS; exact when small, tuned IVF/HNSW above)."""
     embed_id = ctx.latest("embed")
     if embed_id is None:
         raise ValueError("neighbors needs an earlier 'embed' stage in the recipe")
-    step = NeighborsSearch(ctx.stage_data_dir(embed_id, "embed"), ctx.data_dir("search"), settings, ctx.seed)
+    embed_dir, graph_dir = ctx.stage_data_dir(embed_id, "embed"), ctx.data_dir("search")
+    if settings.index_shards > 1:
+        # every phase writes into the `search` folder, where readers of the graph look for it
+        return GlobalPlan(phases=[
+            Phase("search", [NeighborsShardSearch(embed_dir, graph_dir, settings, ctx.seed)], tasks=settings.index_shards),
+            Phase("merge", [NeighborsMerge(embed_dir, graph_dir, settings)], tasks=max(1, ctx.tasks)),
+            Phase("finalize", [NeighborsFinalize(embed_dir, graph_dir, settings, ctx.seed)], tasks=1),
+        ])
+    step = NeighborsSearch(embed_dir, graph_dir, settings, ctx.seed)
     return GlobalPlan(phases=[Phase("search", [step], tasks=1, gpus=settings.gpus)])
