@@ -67,19 +67,30 @@ def semantic_duplicate_groups(ids: list[str], neighbors: np.ndarray, similaritie
     similarity = its best similarity inside the group); groups lists every member of every group of
     two or more, with `group_size`.
     """
+    rows, cols, w = edges_at_or_above(0, neighbors, similarities, threshold)
+    return duplicate_groups_from_edges(ids, rows, cols, w)
+
+
+def edges_at_or_above(first_row: int, neighbors: np.ndarray, similarities: np.ndarray, threshold: float):
+    """(rows, neighbour rows, similarity) of the kNN edges >= threshold in a block of rows."""
+    sims = np.asarray(similarities, dtype=np.float32)
+    mask = (neighbors >= 0) & (sims >= threshold)
+    rows = np.broadcast_to(np.arange(first_row, first_row + len(neighbors))[:, None], neighbors.shape)[mask]
+    return rows.astype(np.int64), np.asarray(neighbors)[mask].astype(np.int64), sims[mask]
+
+
+def duplicate_groups_from_edges(ids: list[str], rows: np.ndarray, cols: np.ndarray, sims: np.ndarray):
+    """`semantic_duplicate_groups` from the edges alone (read from the graph a block at a time, so
+    only the few edges above the threshold are ever in memory)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     n = len(ids)
-    sims = np.asarray(similarities, dtype=np.float32)
-    mask = (neighbors >= 0) & (sims >= threshold)
-    rows = np.broadcast_to(np.arange(n)[:, None], neighbors.shape)[mask]
-    cols = neighbors[mask]
     graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n))
     _, label = connected_components(graph, directed=True, connection="weak")
     best = np.full(n, -np.inf, dtype=np.float32)  # best in-group similarity per document
-    np.maximum.at(best, rows, sims[mask])
-    np.maximum.at(best, cols, sims[mask])
+    np.maximum.at(best, rows, sims)
+    np.maximum.at(best, cols, sims)
     order = np.lexsort((np.asarray(ids, dtype=object).astype(str), label))  # by group, then id
     lab_sorted = label[order]
     first = np.r_[True, lab_sorted[1:] != lab_sorted[:-1]]
@@ -204,11 +215,15 @@ class SemanticDedupFind(PipelineStep):
 
         with self.track_time("find"):
             if self.method == "semantic_dedup":
-                from stages.neighbors.store import load_knn_graph
+                from stages.neighbors.store import KnnTable
 
-                g = load_knn_graph(self.source_dir)
-                n = len(g.ids)
-                dups, groups = semantic_duplicate_groups(g.ids, g.neighbors, g.similarities, self.settings.threshold)
+                table = KnnTable(self.source_dir)
+                ids = table.ids()
+                n = len(ids)
+                parts = [edges_at_or_above(lo, nb, sims, self.settings.threshold) for lo, nb, sims in table.chunks()]
+                rows, cols, w = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0) for i in range(3))
+                dups, groups = duplicate_groups_from_edges(ids, rows.astype(np.int64), cols.astype(np.int64),
+                                                           w.astype(np.float32))
             else:
                 from stages.embed.store import load_embeddings
                 from stages.neighbors.index import select_faiss_device
