@@ -8,6 +8,9 @@ stage's code), and times that exact search to extrapolate what exact all-pairs s
 
     python bench/knn.py            # 100,000 and 1,000,000 vectors
     python bench/knn.py --quick    # 20,000 and 100,000
+    python bench/knn.py --sizes 200000 --index-shards 4
+        # also the sharded build (4 database-shard search tasks, merge, finalize as datatrove tasks,
+        # each phase in its own process): time, recall and peak memory per phase beside the one-task run
 Prints one JSON line.
 """
 
@@ -95,11 +98,76 @@ def _run_size(n: int, sample: int, queue) -> None:
     })
 
 
+def write_embed_dir(embed_dir: str, n: int) -> None:
+    """The corpus in the embed stage's on-disk format (run in its own process by the sharded mode)."""
+    from stages.embed.store import write_shard
+
+    x = clustered_vectors(n)
+    for rank, start in enumerate(range(0, n, 250_000)):
+        part = x[start : start + 250_000]
+        write_shard(embed_dir, rank, part, [str(i) for i in range(start, start + len(part))], None,
+                    {"model": "synthetic", "dim": DIM, "dtype": "float16", "normalized": True})
+
+
+def run_sharded_phase(embed_dir: str, graph_dir: str, phase: str, shards: int, tasks: int, workers: int) -> None:
+    """One phase of the sharded `neighbors` build, as datatrove tasks (run in its own process)."""
+    from datatrove.executor import LocalPipelineExecutor
+
+    from _fresh import print_peak
+    from stages.neighbors.stage import NeighborsFinalize, NeighborsMerge, NeighborsSettings, NeighborsShardSearch
+
+    settings = NeighborsSettings(k=K, index_shards=shards, threads=max(1, (os.cpu_count() or 1) // workers))
+    step = {"search": lambda: NeighborsShardSearch(embed_dir, graph_dir, settings, 0),
+            "merge": lambda: NeighborsMerge(embed_dir, graph_dir, settings),
+            "finalize": lambda: NeighborsFinalize(embed_dir, graph_dir, settings, 0)}[phase]()
+    LocalPipelineExecutor([step], tasks=tasks, workers=min(workers, tasks), start_method="fork",
+                          logging_dir=os.path.join(graph_dir, "..", f"logs_{phase}")).run()
+    print_peak()
+
+
+def sharded(n: int, shards: int, workers: int, sample: int) -> dict:
+    """The sharded build of an n-row corpus: per-phase time and peak memory, and recall checked here."""
+    import faiss
+    import numpy as np
+
+    from _fresh import run_fresh
+    from stages.neighbors.store import KnnTable, read_manifest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        embed_dir, graph_dir = os.path.join(tmp, "embed"), os.path.join(tmp, "graph")
+        run_fresh("knn", f"write_embed_dir({embed_dir!r}, {n})")
+        phases = {}
+        for phase, tasks in (("search", shards), ("merge", workers), ("finalize", 1)):
+            t = time.perf_counter()
+            _, peak = run_fresh("knn", f"run_sharded_phase({embed_dir!r}, {graph_dir!r}, {phase!r}, {shards}, {tasks}, {workers})")
+            phases[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 1), "peak_rss_gb": round(peak, 2)}
+        manifest = read_manifest(graph_dir)
+        from stages.embed.store import load_embeddings
+
+        _, x, _ = load_embeddings(embed_dir, mmap=True)
+        rows = np.sort(np.random.default_rng(123).choice(n, size=sample, replace=False))
+        flat = faiss.IndexFlatIP(DIM)
+        for s in range(0, n, 100_000):
+            flat.add(np.ascontiguousarray(x[s : s + 100_000], dtype=np.float32))
+        _, exact = flat.search(np.ascontiguousarray(x[rows], dtype=np.float32), K + 1)
+        got = KnnTable(graph_dir).rows(rows)[0]
+        hits = sum(len(set(e[e != r][:K].tolist()) & set(a.tolist())) for r, e, a in zip(rows, exact, got))
+        return {
+            "n": n, "index_shards": shards, "shard_index": manifest["index"],
+            "search_parameter": [f'{s.get("search_parameter")}={s.get("search_parameter_value")}' for s in manifest["shards"]],
+            "recall_at_10": round(hits / (K * len(rows)), 4), "stated_recall_at_10": round(manifest["recall_at_k"], 4),
+            "phases": phases, "seconds_total": round(sum(p["seconds"] for p in phases.values()), 1),
+            "peak_rss_gb_largest_task": max(p["peak_rss_gb"] for p in phases.values()),
+        }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20,000 and 100,000 vectors")
     ap.add_argument("--sizes", type=int, nargs="*", help="corpus sizes (overrides the defaults)")
     ap.add_argument("--sample", type=int, default=1000, help="queries checked against exact search")
+    ap.add_argument("--index-shards", type=int, default=0, help="also run the sharded build with this many database shards")
+    ap.add_argument("--workers", type=int, default=2, help="tasks at once in the sharded build")
     args = ap.parse_args()
     import faiss
 
@@ -112,6 +180,15 @@ def main() -> None:
         proc.start()
         results.append(queue.get())
         proc.join()
+        if args.index_shards > 1:
+            one = results[-1]
+            results[-1] = {"one_task": one, "sharded": sharded(n, args.index_shards, args.workers, min(args.sample, n))}
+            sh = results[-1]["sharded"]
+            results[-1]["sharded_vs_one_task"] = {
+                "time_ratio": round(sh["seconds_total"] / one["stage_s"], 2),
+                "peak_memory_ratio": round(sh["peak_rss_gb_largest_task"] / one["peak_rss_gb"], 2),
+                "recall_difference": round(sh["recall_at_10"] - one["recall_at_10"], 4),
+            }
     print(json.dumps({"bench": "knn", "k": K, "dim": DIM, "cpus": os.cpu_count(), "faiss": faiss.__version__,
                       "faiss_gpus": faiss.get_num_gpus(), "results": results}))
 

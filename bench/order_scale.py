@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _fresh import print_peak, run_fresh  # noqa: E402
 from stages.order.algorithms import ALGORITHMS  # noqa: E402
 from stages.order.partition import order_partitioned  # noqa: E402
 from stages.order.quality import is_permutation, mean_adjacent_cosine, top2_from_knn, upper_bound_u2  # noqa: E402
@@ -121,8 +122,7 @@ def run_stage_phase(root: str, phase: str, tasks: int, workers: int, partition_s
     # fork: the pool workers are this process's children, so RUSAGE_CHILDREN sees their peaks
     LocalPipelineExecutor([step], tasks=tasks, workers=workers, logging_dir=str(r / f"logs_{phase}"),
                           start_method="fork").run()
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    print("PEAK_RSS_KIB", peak)
+    print_peak()
 
 
 def prepare_stage_inputs(root: str, docs: int, k: int) -> None:
@@ -131,17 +131,6 @@ def prepare_stage_inputs(root: str, docs: int, k: int) -> None:
     nbrs, sims = knn_within_topics(x, topic, k)
     write_stage_inputs(Path(root), x, nbrs, sims)
     print("U2", upper_bound_u2(*top2_from_knn(nbrs, sims)))
-
-
-def _in_fresh_process(call: str) -> str:
-    """Run `order_scale.<call>` in a new interpreter; returns its stdout.
-
-    Linux carries a process's peak-RSS figure across fork and exec, so the launcher itself stays
-    small (it never holds the corpus) and every phase reports its own peak."""
-    import subprocess
-
-    code = f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import order_scale; order_scale.{call}"
-    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
 
 
 def stage_scale(args) -> dict:
@@ -156,15 +145,14 @@ def stage_scale(args) -> dict:
     root = Path(tempfile.mkdtemp(prefix="order_stage_"))
     try:
         t = time.perf_counter()
-        u2 = float(_in_fresh_process(f"prepare_stage_inputs({str(root)!r}, {args.docs}, {args.k})").split("U2")[-1].split()[0])
+        stdout, _ = run_fresh("order_scale", f"prepare_stage_inputs({str(root)!r}, {args.docs}, {args.k})")
+        u2 = float(stdout.split("U2")[-1].split()[0])
         prep_s = time.perf_counter() - t
         phases = {}
         for phase, tasks in (("partition", 1), ("paths", args.tasks), ("stitch", 1)):
             t = time.perf_counter()
-            stdout = _in_fresh_process(f"run_stage_phase({str(root)!r}, {phase!r}, {tasks}, {args.workers}, {args.partition_size})")
-            peak = int(stdout.split("PEAK_RSS_KIB")[-1].split()[0])
-            phases[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 2),
-                             "peak_rss_gib": round(peak / 2**20, 3)}
+            _, peak = run_fresh("order_scale", f"run_stage_phase({str(root)!r}, {phase!r}, {tasks}, {args.workers}, {args.partition_size})")
+            phases[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 2), "peak_rss_gib": round(peak, 3)}
         ids, x, _ = load_embeddings(str(root / "embed"), mmap=True)
         row_of = {d: i for i, d in enumerate(ids)}
         order = np.array([row_of[i] for i in pl.read_parquet(root / "stitch" / "order.parquet")["id"].to_list()])
