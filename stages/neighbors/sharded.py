@@ -1,7 +1,7 @@
 """The kNN graph built by many tasks, none of which holds the whole corpus (`index_shards` > 1).
 
 The corpus rows are split into S contiguous database shards. Three phases:
-1. `search` (S tasks): task j indexes shard j only (Flat or IVF chosen and tuned for the shard's
+1. `search` (S tasks, each with `gpus` GPUs on a cluster): task j indexes shard j only (Flat or IVF chosen and tuned for the shard's
    size, as the one-task path does for the corpus), then streams *every* row of the corpus through
    it as a query and writes its top-k per row (global row numbers) to `partial/`. Memory: the shard
    and its index, plus one query block.
@@ -72,18 +72,20 @@ def search_one_shard(embed_dir: str, data_dir: str, shard: int, shards: int, set
     flat_max = settings.flat_max_rows or 50_000
     key = settings.index if settings.index != "auto" else knn.choose_index_key(m, d, memory, flat_max)
     rerank = settings.rerank or knn.default_rerank(key)
-    info = {"shard": shard, "rows": [lo, hi], "index": key, "rerank": rerank}
+    on_gpu = settings.device != "cpu" and knn.select_faiss_device(index_key=key) == "gpu"
+    device = "gpu" if on_gpu else "cpu"
+    info = {"shard": shard, "rows": [lo, hi], "index": key, "rerank": rerank, "device": device}
     sims_path, rows_path, info_path = _partial_paths(data_dir, shard)
     os.makedirs(os.path.dirname(sims_path), exist_ok=True)
     if m == 0:
         index = None
     else:
-        index = knn.build_index(xb, key, "cpu", seed + shard, settings.train_per_list)
+        index = knn.build_index(xb, key, device, seed + shard, settings.train_per_list)
         rng = np.random.default_rng(seed + shard)
         sample = np.sort(rng.choice(m, size=min(m, settings.recall_sample), replace=False))
-        _, exact_I = knn.exact_knn(xb, sample, k)
+        _, exact_I = knn.exact_knn(xb, sample, k, device)
         fixed = settings.nprobe if knn.search_parameter(index) == "nprobe" else settings.ef_search
-        tuning = knn.tune_search(index, xb, sample, exact_I, k, settings.target_recall, fixed, rerank=rerank,
+        tuning = knn.tune_search(index, xb, sample, exact_I, k, settings.target_recall, fixed, device, rerank=rerank,
                                  margin=settings.recall_margin)
         info.update(search_parameter=tuning.parameter, search_parameter_value=tuning.value,
                     shard_recall_at_k=tuning.recall)
@@ -160,7 +162,7 @@ def finalize(embed_dir: str, data_dir: str, shards: int, settings, seed: int) ->
     keys = sorted({i["index"] for i in infos})
     manifest = {
         "n": int(n), "k": k, "dim": int(d), "metric": "ip", "index": keys[0] if len(keys) == 1 else ",".join(keys),
-        "device": "cpu", "index_shards": shards, "shards": infos,
+        "device": ",".join(sorted({i["device"] for i in infos})), "index_shards": shards, "shards": infos,
         "recall_at_k": float(knn.recall_at_k(approx_I, exact_I)), "recall_sample_size": int(len(sample)),
         "recall_sample_rows": sample.tolist(), "target_recall": settings.target_recall, "seed": seed,
         "exact": all(i["index"].lower().startswith("flat") for i in infos),

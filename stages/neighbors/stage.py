@@ -53,7 +53,7 @@ class NeighborsSettings(StageSettings):
     index_shards: int = Field(
         1, ge=1,
         description="split the corpus into this many database shards, each indexed and searched by its own "
-        "task (CPU), results merged per row; 1 = one index over the whole corpus in one task",
+        "task, results merged per row; 1 = one index over the whole corpus in one task",
     )
 
 
@@ -242,7 +242,8 @@ def build_neighbors(settings: NeighborsSettings, ctx: StageContext) -> GlobalPla
     if settings.index_shards > 1:
         # every phase writes into the `search` folder, where readers of the graph look for it
         return GlobalPlan(phases=[
-            Phase("search", [NeighborsShardSearch(embed_dir, graph_dir, settings, ctx.seed)], tasks=settings.index_shards),
+            Phase("search", [NeighborsShardSearch(embed_dir, graph_dir, settings, ctx.seed)], tasks=settings.index_shards,
+                  gpus=settings.gpus),
             Phase("merge", [NeighborsMerge(embed_dir, graph_dir, settings)], tasks=max(1, ctx.tasks)),
             Phase("finalize", [NeighborsFinalize(embed_dir, graph_dir, settings, ctx.seed)], tasks=1),
         ])
