@@ -46,10 +46,27 @@ def _task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -
     logger.remove()
     logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
     prefix = f"[NODE {node_rank}] " if node_rank != -1 else ""
-    logger.add(sys.stderr, level=console_level() if local_rank == 0 else "ERROR", format=prefix + _FORMAT)
-    logger.add(logfile, level="DEBUG", format=prefix + _FORMAT)
+    # A callable format gets no traceback appended: the console shows one line per error, the log
+    # file keeps the whole traceback.
+    logger.add(sys.stderr, level=console_level() if local_rank == 0 else "ERROR",
+               format=lambda _record: prefix + _FORMAT + "\n")
+    logger.add(_best_effort(logfile), level="DEBUG", format=prefix + _FORMAT)
     logger.info(f"Launching pipeline for {rank=}")
     return logfile
+
+
+def _best_effort(logfile):
+    """A log sink that never fails the task or prints loguru's "Logging error" report: on a full disk
+    the task's own data writes fail with the path; its log is not data."""
+
+    def write(message) -> None:
+        try:
+            logfile.write(message)
+            logfile.flush()
+        except OSError:
+            pass
+
+    return write
 
 
 def _close_task_logger(logfile) -> None:

@@ -1,103 +1,25 @@
 """Readers for a recipe's `input:` and for the documents that flow between phases.
 
-datatrove's JSONL reader logs and skips a malformed line or a record without text; here every such
-record is counted (`dropped_input_<reason>` in the phase's stats) and listed with its file and line
-in `OUT/<phase>/problems/<rank>.jsonl`, so nothing leaves the run silently.
+Local jsonl and parquet input go through the counting readers of `curate/readers.py`: every record
+they cannot use is counted (`dropped_input_<reason>` in the phase's stats) and listed with its file
+and line in `OUT/<phase>/problems/<rank>.jsonl`, so nothing leaves the run silently.
+Document sets are written under temporary names and renamed when complete, so a killed or failed
+task never leaves a file that looks finished.
 """
 
 from __future__ import annotations
 
 import glob
-import json
 import os
 
+from datatrove.io import OutputFileManager
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
+from curate.atomic import atomic_path, partial_name, with_path
 from curate.plan import DOCUMENTS_GLOB
+from curate.readers import BadInputError, CountingJsonlReader, CountingParquetReader  # noqa: F401 (re-exported)
 from curate.recipe import InputConfig
-
-
-class BadInputError(ValueError):
-    """A bad input record in strict mode: the message names the file and line."""
-
-
-class CountingJsonlReader(JsonlReader):
-    """JsonlReader that counts and records every record it cannot turn into a document."""
-
-    name = "🐿 Jsonl (counted)"
-
-    def __init__(self, *args, problems_dir: str | None = None, strict: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.problems_dir, self.strict = problems_dir, strict
-        self._problems = None
-
-    def _problem(self, filepath: str, line: int, reason: str, detail: str = "") -> None:
-        if self.strict:
-            where = self.data_folder.resolve_paths(filepath)
-            raise BadInputError(f"{where}:{line}: {reason.replace('_', ' ')}" + (f" ({detail[:200]})" if detail else ""))
-        self.stat_update("dropped_input", f"dropped_input_{reason}")
-        if self.problems_dir is None:
-            return
-        if self._problems is None:
-            os.makedirs(self.problems_dir, exist_ok=True)
-            self._problems = open(os.path.join(self.problems_dir, f"{self._rank:05d}.jsonl"), "w", encoding="utf-8")
-        rec = {"file": self.data_folder.resolve_paths(filepath), "line": line, "reason": reason, "detail": detail[:200]}
-        self._problems.write(json.dumps(rec) + "\n")
-        self._problems.flush()
-
-    def read_file(self, filepath: str):
-        import orjson
-
-        with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
-            line_no = 0
-            while True:
-                try:
-                    raw = f.readline()
-                except (EOFError, OSError) as e:  # truncated gzip and friends: the rest is unreadable
-                    self._problem(filepath, line_no + 1, "truncated_file", str(e))
-                    return
-                if not raw:
-                    return
-                line_no += 1
-                if not raw.strip():
-                    continue
-                with self.track_time():
-                    try:
-                        text = raw.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        self._problem(filepath, line_no, "invalid_utf8", str(e))
-                        continue
-                    try:
-                        record = orjson.loads(text)
-                    except orjson.JSONDecodeError as e:
-                        self._problem(filepath, line_no, "malformed_json", str(e))
-                        continue
-                    if not isinstance(record, dict):
-                        self._problem(filepath, line_no, "not_an_object", type(record).__name__)
-                        continue
-                    value = record.get(self.text_key)
-                    if value is None:
-                        self._problem(filepath, line_no, "missing_text", f"no '{self.text_key}' field")
-                        continue
-                    if not isinstance(value, str):
-                        self._problem(filepath, line_no, "non_string_text", type(value).__name__)
-                        continue
-                    if not value.strip():
-                        self._problem(filepath, line_no, "empty_text")
-                        continue
-                    document = self.get_document_from_dict(record, filepath, line_no - 1)
-                if document is not None:
-                    yield document
-
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
-        self._rank = rank
-        try:
-            yield from super().run(data, rank, world_size)
-        finally:
-            if self._problems is not None:
-                self._problems.close()
-                self._problems = None
 
 
 _GZIP_FIXED = "gzip_mtime0"
@@ -115,6 +37,48 @@ def _register_fixed_gzip() -> None:
         )
 
 
+def _raise_named(e: OSError, path: str):
+    named = with_path(e, path)
+    if named is e:
+        raise e
+    raise named from e
+
+
+class _PartialFileManager(OutputFileManager):
+    """Opens every output file under its `.partial` name; `publish` renames them, `discard` deletes them."""
+
+    def get_file(self, filename):
+        if filename not in self._output_files:
+            self._output_files[filename] = self.fs.open(partial_name(filename), mode=self.mode,
+                                                        compression=self.compression)
+        return self._output_files[filename]
+
+    def publish(self) -> None:
+        names = list(self._output_files)
+        try:
+            super().close()
+        except Exception:
+            self.discard(names)
+            raise
+        for name in names:
+            self.fs.mv(partial_name(name), name)
+
+    def discard(self, names=None) -> None:
+        names = list(self._output_files) if names is None else names
+        for f in self._output_files.values():
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001 - already failing; the partial file is deleted below
+                pass
+        self._output_files.clear()
+        for name in names:
+            if self.fs.exists(partial_name(name)):
+                self.fs.rm(partial_name(name))
+
+    def close(self) -> None:  # datatrove's own close paths (e.g. __exit__) publish
+        self.publish()
+
+
 class DocumentsWriter(JsonlWriter):
     """The writer of every document set between phases, byte-identical across reruns.
 
@@ -122,6 +86,8 @@ class DocumentsWriter(JsonlWriter):
     `parts > 1` splits each task's output round-robin into that many files (`<rank>_<part>.jsonl.gz`):
     the input pass uses it when the input has fewer files than tasks, so that every later phase has
     work for all its tasks (datatrove shards by file, and one big file would leave all but one idle).
+    Files are written as `<name>.partial` and renamed when the task has written its last document; a
+    task that fails deletes them, a killed one leaves only `.partial` names, which no reader lists.
     """
 
     name = "🐿 Jsonl (documents)"
@@ -131,11 +97,12 @@ class DocumentsWriter(JsonlWriter):
         super().__init__(output_folder, output_filename=filename, compression="gzip")
         self.parts = max(1, parts)
         _register_fixed_gzip()
-        self.output_mg = self.output_folder.get_output_file_manager(mode="wb", compression=_GZIP_FIXED)
+        self.output_mg = _PartialFileManager(self.output_folder, mode="wb", compression=_GZIP_FIXED)
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         _register_fixed_gzip()  # pool processes import this module afresh
-        with self:
+        done = False
+        try:
             for i, document in enumerate(data):
                 with self.track_time():
                     if self.parts > 1:
@@ -143,6 +110,17 @@ class DocumentsWriter(JsonlWriter):
                     else:
                         self.write(document, rank)
                 yield document
+            done = True
+        except OSError as e:  # ENOSPC from a write names no file: say which folder
+            _raise_named(e, self.output_folder.path)
+        finally:
+            if done:
+                try:
+                    self.output_mg.publish()
+                except OSError as e:
+                    _raise_named(e, self.output_folder.path)
+            else:
+                self.output_mg.discard()
 
 
 def count_input_files(inp: InputConfig) -> int | None:
@@ -214,17 +192,14 @@ def input_reader(inp: InputConfig, output_dir: str, phase_dir: str):
     paths_file = None
     if files is not None:
         paths_file = os.path.join(phase_dir, "input_paths.txt")
-        os.makedirs(phase_dir, exist_ok=True)
-        with open(paths_file, "w") as f:
+        with atomic_path(paths_file) as tmp, open(tmp, "w") as f:
             f.write("\n".join(files) + "\n")
     common = dict(limit=inp.limit, text_key=inp.text_key, id_key=inp.id_key, glob_pattern=pattern,
                   paths_file=paths_file)
     if inp.format == "jsonl":
         return CountingJsonlReader(folder, problems_dir=problems, strict=inp.strict, add_file_path=False, **common)
     if inp.format == "parquet":
-        from datatrove.pipeline.readers import ParquetReader
-
-        return ParquetReader(folder, **common)
+        return CountingParquetReader(folder, problems_dir=problems, strict=inp.strict, **common)
     if inp.format == "warc":
         from datatrove.pipeline.readers import WarcReader
 
@@ -233,7 +208,11 @@ def input_reader(inp: InputConfig, output_dir: str, phase_dir: str):
 
 
 def prepare_input(inp: InputConfig, output_dir: str) -> None:
-    """Work done once in the launching process before any task starts (building generated corpora)."""
+    """Work done once in the launching process before any task starts: check that nothing under the
+    output folder leads outside it (see `curate/paths.py`), build generated corpora."""
+    from curate.paths import check_output_tree
+
+    check_output_tree(output_dir)
     if inp.format == "python_docs":
         from stages.io.python_docs import ensure_python_docs
 

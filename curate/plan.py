@@ -99,11 +99,15 @@ class StageContext:
 
     def stage_data_dir(self, stage_id: str, phase: str) -> str:
         """Data folder of phase `phase` of an earlier global stage `stage_id`."""
-        return os.path.join(self.output_dir, f"{stage_id}.{phase}", "data")
+        from curate.paths import safe_name
+
+        return os.path.join(self.output_dir, safe_name(f"{stage_id}.{phase}", "phase folder", dotted=True), "data")
 
     def phase_dir(self, name: str) -> str:
         """Folder of this (global) stage's phase `name`: completions, stats, logs and its data."""
-        return os.path.join(self.output_dir, f"{self.stage_id}.{name}")
+        from curate.paths import safe_name
+
+        return os.path.join(self.output_dir, safe_name(f"{self.stage_id}.{name}", "phase folder", dotted=True))
 
     def data_dir(self, name: str) -> str:
         """Where phase `name` keeps its artifacts (kept apart from datatrove's bookkeeping)."""

@@ -155,16 +155,29 @@ class Report:
     def _last_documents_phase(self):
         return next((p for p in reversed(self.phases) if p.kind == "documents"), None)
 
-    def problems(self, limit: int = 50) -> tuple[int, list[dict]]:
+    def problems(self, limit: int = 1000) -> tuple[int, list[dict]]:
+        """(number of input problems, the first `limit` of them) from every phase's problems files."""
         n, first = 0, []
+        for p in self._iter_problems():
+            n += 1
+            if len(first) < limit:
+                first.append(p)
+        return n, first
+
+    def problem_counts(self) -> dict[str, int]:
+        """Input problems by reason (duplicate ids are renamed, not dropped, but listed too)."""
+        counts: dict[str, int] = {}
+        for p in self._iter_problems():
+            counts[p["reason"]] = counts.get(p["reason"], 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def _iter_problems(self):
         for ph in self.phases:
             for path in sorted(glob.glob(os.path.join(self.out_dir, ph.id, "problems", "*.jsonl"))):
-                with open(path) as f:
+                with open(path, encoding="utf-8") as f:
                     for line in f:
-                        n += 1
-                        if len(first) < limit:
-                            first.append(json.loads(line))
-        return n, first
+                        if line.strip():
+                            yield json.loads(line)
 
     # ---- terminal ------------------------------------------------------------------------------
     def print(self, console) -> None:
@@ -182,11 +195,16 @@ class Report:
             reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(r.drops.items(), key=lambda kv: -kv[1]))
             t.add_row(r.stage, r.phase, f"{r.docs_in:,}", f"{r.docs_out:,}", kept, reasons)
         console.print(t)
-        n_problems, first = self.problems(limit=10)
+        n_problems, first = self.problems(limit=PROBLEMS_SHOWN_TERMINAL)
         if n_problems:
-            console.print(f"[yellow]{n_problems} input problems[/] (first {len(first)}):")
+            by_reason = ", ".join(f"{k}: {v:,}" for k, v in self.problem_counts().items())
+            console.print(f"[yellow]{n_problems} input problems[/] ({by_reason}); "
+                          f"{'all' if len(first) == n_problems else f'first {len(first)}'}:", highlight=False)
             for p in first:
-                console.print(f"  {p['file']}:{p['line']}: {p['reason']} {p.get('detail', '')}", highlight=False)
+                console.print(f"  {_where(p)}: {p['reason']} {p.get('detail', '')}", highlight=False, soft_wrap=True)
+            if len(first) < n_problems:
+                console.print(f"  ... all of them in {self.out_dir}/<phase>/problems/*.jsonl and report.html",
+                              highlight=False)
         t = Table(title="time per phase")
         for col in ("phase", "status", "tasks", "wall s", "task time s"):
             t.add_column(col, justify="left" if col in ("phase", "status") else "right")
@@ -231,12 +249,17 @@ class Report:
         drops = [(f"{r.stage}: {k}", v) for r in rows for k, v in r.drops.items()]
         if drops:
             parts += ["<h2>Drops by reason</h2>", _svg_bars(sorted(drops, key=lambda x: -x[1]), max(v for _, v in drops))]
-        n_problems, first = self.problems()
-        parts.append(f"<h2>Input problems ({n_problems})</h2>")
+        n_problems, first = self.problems(limit=PROBLEMS_SHOWN_HTML)
+        parts.append(f"<h2 id=problems>Input problems ({n_problems})</h2>")
         if first:
-            parts.append("<table><tr><th>file</th><th>line</th><th>reason</th><th>detail</th></tr>")
+            parts.append("<table><tr><th>reason</th><th>records</th></tr>" + "".join(
+                f"<tr><td>{e(k)}</td><td class=n>{v:,}</td></tr>" for k, v in self.problem_counts().items())
+                + "</table>")
+            if len(first) < n_problems:
+                parts.append(f"<p>The first {len(first):,}; every one is in {e(self.out_dir)}/&lt;phase&gt;/problems/*.jsonl</p>")
+            parts.append("<table><tr><th>file:line</th><th>reason</th><th>detail</th></tr>")
             for p in first:
-                parts.append(f"<tr><td>{e(str(p['file']))}</td><td class=n>{p['line']}</td><td>{e(p['reason'])}</td>"
+                parts.append(f"<tr><td>{e(_where(p))}</td><td>{e(p['reason'])}</td>"
                              f"<td>{e(str(p.get('detail', '')))}</td></tr>")
             parts.append("</table>")
         parts.append("<h2>Phases</h2><table><tr><th>phase</th><th>status</th><th>tasks</th><th>wall s</th>"
@@ -262,6 +285,16 @@ class Report:
                     parts.append(f"<h3>{e(name)}</h3>" + _svg_series(series))
         parts.append("</body></html>")
         return "\n".join(parts)
+
+
+PROBLEMS_SHOWN_TERMINAL = 20
+PROBLEMS_SHOWN_HTML = 2000
+
+
+def _where(problem: dict) -> str:
+    """`file:line`, or the file alone for a problem of a whole file (a parquet file's schema)."""
+    line = problem.get("line")
+    return f"{problem['file']}:{line}" if line is not None else str(problem["file"])
 
 
 def _fmt(v) -> str:

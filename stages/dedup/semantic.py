@@ -86,6 +86,8 @@ def duplicate_groups_from_edges(ids: list[str], rows: np.ndarray, cols: np.ndarr
     from scipy.sparse.csgraph import connected_components
 
     n = len(ids)
+    if n == 0:  # no document has a vector (an empty corpus, or an embedder that gave only NaN)
+        return _frame([], [], []), _frame([], [], [], {"group_size": np.zeros(0, np.int64)})
     graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n))
     _, label = connected_components(graph, directed=True, connection="weak")
     best = np.full(n, -np.inf, dtype=np.float32)  # best in-group similarity per document

@@ -86,7 +86,7 @@ class EmbedDocuments(PipelineStep):
         import numpy as np
 
         from stages.embed.encoder import encode_texts, load_model, model_dimension
-        from stages.embed.store import write_shard
+        from stages.embed.store import usable_rows, write_shard
 
         s = self.settings
         t0 = time.perf_counter()
@@ -102,8 +102,21 @@ class EmbedDocuments(PipelineStep):
             if texts:
                 t = time.perf_counter()
                 with self.track_time("block"):
-                    blocks.append(encode_texts(st, texts, s.batch_size, s.long_documents, s.max_windows)
-                                  .astype(s.dtype))
+                    vecs = encode_texts(st, texts, s.batch_size, s.long_documents, s.max_windows)
+                    # NaN/inf (fp16 overflow, a broken model) or all-zero rows carry no direction: such a
+                    # document gets no vector (counted); order puts documents without one at the end.
+                    good, nonfinite, zero = usable_rows(vecs)
+                    if not good.all():
+                        self.stat_update("documents_without_vector", value=int((~good).sum()))
+                        self.stat_update("vectors_nonfinite", value=nonfinite)
+                        self.stat_update("vectors_zero", value=zero)
+                        first = len(ids) - len(texts)
+                        keep = np.flatnonzero(good)
+                        ids[first:] = [ids[first + i] for i in keep]
+                        if labels is not None:
+                            labels[first:] = [labels[first + i] for i in keep]
+                        vecs = vecs[keep]
+                    blocks.append(vecs.astype(s.dtype))
                 self.stat_update("encode_s", value=time.perf_counter() - t, unit="task")
                 texts.clear()
 

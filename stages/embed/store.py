@@ -1,7 +1,8 @@
 """On-disk format of the `embed` stage (other stages read it; keep it stable).
 
 In the embed phase's data folder (`ctx.stage_data_dir(ctx.latest("embed"), "embed")`):
-- `{rank:05d}.npy`: float16 or float32 array [n, d], rows L2-normalised;
+- `{rank:05d}.npy`: float16 or float32 array [n, d], rows L2-normalised, finite and non-zero (a document
+  whose vector is NaN/inf/zero gets no row; `load_embeddings` refuses a shard that breaks this);
 - `{rank:05d}.ids.parquet`: column `id` (string) and, when the run has a label key, `label` (string,
   null where a document has none), in the same row order as the vectors;
 - `manifest.json`: {"model", "dim", "dtype", "normalized": true, ...}.
@@ -60,6 +61,28 @@ def list_shards(data_dir: str) -> list[int]:
     return sorted(ranks)
 
 
+def usable_rows(vectors: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """(mask of rows that are finite and non-zero, count of non-finite rows, count of zero rows)."""
+    v = np.asarray(vectors, dtype=np.float32)
+    finite = np.isfinite(v).all(axis=1) if v.size else np.ones(len(v), dtype=bool)
+    nonzero = np.zeros(len(v), dtype=bool)
+    nonzero[finite] = np.abs(v[finite]).max(axis=1) > 0 if v.shape[1] else False
+    return finite & nonzero, int((~finite).sum()), int((finite & ~nonzero).sum())
+
+
+def check_shard(vectors: np.ndarray, path: str) -> None:
+    """Refuse a shard with NaN/inf or all-zero rows: the embed stage never writes them, so the folder
+    was changed (or written by something else) and every similarity computed from it would be garbage."""
+    good, nonfinite, zero = usable_rows(vectors)
+    if not good.all():
+        rows = np.flatnonzero(~good)
+        raise ValueError(
+            f"{path}: {nonfinite} rows with NaN/inf and {zero} all-zero rows (first rows {rows[:5].tolist()}); "
+            "embed never writes such rows, so this folder was modified after embedding: rerun the embed stage "
+            "(delete its phase folder)"
+        )
+
+
 def load_embeddings(data_dir: str, mmap: bool = False) -> tuple[list[str], np.ndarray, list | None]:
     """All shards concatenated in rank order: (ids, vectors [n, d], labels or None).
 
@@ -82,6 +105,7 @@ def load_embeddings(data_dir: str, mmap: bool = False) -> tuple[list[str], np.nd
         vecs = np.load(vec_path, mmap_mode="r" if mmap else None)
         if len(vecs) != table.height:
             raise ValueError(f"shard {rank}: {len(vecs)} vectors but {table.height} ids")
+        check_shard(vecs, vec_path)
         ids.extend(table["id"].to_list())
         if "label" in table.columns:
             any_labels = True

@@ -118,13 +118,33 @@ def knn_quality_streamed(order: np.ndarray, table_chunks) -> tuple[np.ndarray, n
     for lo, nb, sims in table_chunks:
         m = len(nb)
         r = np.arange(lo, lo + m)
-        a, b = top2_from_knn_rows(nb, sims, r)
+        a, b = top2_bounds_from_rows(nb, sims, r)
         s1[lo : lo + m], s2[lo : lo + m] = a, b
         fwd = (nb == succ[r][:, None]).any(axis=1)
         back = (nb == pred[r][:, None]).any(axis=1)
         pair_hit[pos[r[fwd]]] = True
         pair_hit[pos[r[back]] - 1] = True
     return s1, s2, (float(pair_hit.mean()) if n > 1 else 0.0)
+
+
+def top2_bounds_from_rows(neighbors: np.ndarray, similarities: np.ndarray, rows: np.ndarray):
+    """Upper bounds on each row's best and second-best similarity to another *kept* document.
+
+    `neighbors` is a restricted table (removed documents are -1) whose `similarities` are still the
+    full list's. Where a row lost its top two to the restriction (semantic dedup, or k = 1), the
+    unknown values are at most the full list's smallest similarity, since every document outside
+    a full top-k list is at most that similar; a row whose list is not full (the corpus has fewer
+    than k+1 documents) lists every other document, so a missing value there means no document.
+    """
+    s1, s2 = top2_from_knn_rows(neighbors, similarities, rows)
+    sims = np.asarray(similarities, dtype=np.float64)
+    if sims.shape[1] == 0:
+        return s1, s2
+    full = np.isfinite(sims).all(axis=1)
+    floor = np.where(full, np.where(np.isfinite(sims), sims, np.inf).min(axis=1), -np.inf)
+    s1 = np.where(np.isfinite(s1), s1, floor)
+    s2 = np.where(np.isfinite(s2), s2, floor)
+    return s1, s2
 
 
 def top2_from_knn_rows(neighbors: np.ndarray, similarities: np.ndarray, rows: np.ndarray):

@@ -108,8 +108,10 @@ class OrderPartition(PipelineStep):
         kept = pl.read_parquet(sorted(glob.glob(os.path.join(self.ids_dir, "*.parquet"))))["id"] if glob.glob(
             os.path.join(self.ids_dir, "*.parquet")) else pl.Series("id", [], dtype=pl.String)
         table, graph_ids, vectors = _load_inputs(self.inputs)
-        rows_of = pl.DataFrame({"id": graph_ids, "row": np.arange(len(graph_ids), dtype=np.int64)})
-        joined = pl.DataFrame({"id": kept}).join(rows_of, on="id", how="left")
+        # explicit types: with no vectors at all both columns would otherwise be typed null
+        rows_of = pl.DataFrame({"id": graph_ids, "row": np.arange(len(graph_ids), dtype=np.int64)},
+                               schema={"id": pl.String, "row": pl.Int64})
+        joined = pl.DataFrame({"id": kept}, schema={"id": pl.String}).join(rows_of, on="id", how="left")
         missing = joined.filter(pl.col("row").is_null())["id"].sort()
         rows = np.sort(joined["row"].drop_nulls().to_numpy().astype(np.int64))
         self.stat_update("documents", value=len(kept))
