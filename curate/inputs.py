@@ -61,6 +61,9 @@ class _PartialFileManager(OutputFileManager):
             self.discard(names)
             raise
         for name in names:
+            if self.fs.isdir(name):  # `mv` would move the file *into* it and report success
+                self.discard(names)
+                raise IsADirectoryError(f"cannot write documents to {self.fs.path.rstrip('/')}/{name}: a folder is in the way")
             self.fs.mv(partial_name(name), name)
 
     def discard(self, names=None) -> None:

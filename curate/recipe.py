@@ -92,6 +92,7 @@ class SlurmConfig(_Strict):
     env_command: str | None = Field(None, description="shell command run before each task (e.g. activate an environment)")
     venv_path: str | None = Field(None, description="virtual environment to activate in each task")
     sbatch_args: dict[str, Any] = Field(default_factory=dict, description="extra #SBATCH arguments")
+    wait: bool = Field(False, description="after submitting, follow the jobs until the last phase ends; a failed task fails the run")
 
 
 class RayConfig(_Strict):
@@ -194,6 +195,7 @@ def load_recipe(
 
 
 def _validate_stages(entries: list[Any], err) -> list[StageEntry]:
+    from curate.paths import safe_name
     from curate.registry import all_stages
 
     registry = all_stages()
@@ -220,6 +222,10 @@ def _validate_stages(entries: list[Any], err) -> list[StageEntry]:
             raise _from_validation(e, ("stages", i, name), err, spec.settings, stage=name) from None
         seen[name] = seen.get(name, 0) + 1
         stage_id = name if seen[name] == 1 else f"{name}_{seen[name]}"
+        try:  # ids name folders under OUT: a plugin's odd stage name must not reach outside it
+            safe_name(stage_id)
+        except ValueError as e:
+            raise err(("stages", i), str(e)) from None
         out.append(StageEntry(stage_id, name, spec.kind, settings))
     return out
 
@@ -262,6 +268,13 @@ def _parse_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
         col = f", column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         ctx = getattr(e, "context", None)
+        if isinstance(e, yaml.constructor.ConstructorError) and "tag" in problem:
+            # safe_load has no constructor for python/object & co: say why rather than just "malformed"
+            quoted = re.search(r"'([^']*)'", problem)
+            tag = quoted.group(1).replace("tag:yaml.org,2002:", "!!") if quoted else problem
+            raise RecipeError(str(path), "", f"YAML tag {tag} not allowed{col}: a "
+                              "recipe is plain data (mappings, lists, strings, numbers) and cannot build Python "
+                              "objects", line) from None
         raise RecipeError(str(path), "", f"malformed YAML{col}: {problem}" + (f" ({ctx})" if ctx else ""), line) from None
     lines: dict[tuple, int] = {}
     if node is not None:

@@ -11,6 +11,7 @@ with a different plan in the same folder is refused instead of mixing two runs' 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -50,6 +51,7 @@ class RunPlan:
     tasks: int
     workers: int
     phases: list[PlannedPhase] = field(default_factory=list)
+    workers_auto: bool = False  # neither the recipe nor the command line set `workers`
     final_documents: str | None = None
 
     def fingerprint(self) -> dict:
@@ -73,9 +75,10 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
     out = os.path.abspath(output_dir or recipe.output.folder)
     tasks = tasks or recipe.executor.tasks
     workers = workers if workers and workers > 0 else recipe.executor.workers
-    if workers is None or workers <= 0:
+    workers_auto = workers is None or workers <= 0
+    if workers_auto:
         workers = min(tasks, os.cpu_count() or 1)
-    plan = RunPlan(recipe, out, tasks, workers)
+    plan = RunPlan(recipe, out, tasks, workers, workers_auto=workers_auto)
 
     current_docs: str | None = None  # None: the recipe's input
     pending: list[Any] = []
@@ -225,6 +228,14 @@ def check_output_folder(plan: RunPlan, overwrite: bool = False) -> dict | None:
     return None
 
 
+def _save_record(record: dict, path: str) -> None:
+    try:
+        write_json_atomic(record, path)
+    except OSError as e:
+        raise RunError(f"cannot write {path}: {e.strerror or e}; free space or choose another output folder, "
+                       "then rerun the same command to resume") from e
+
+
 def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = False) -> dict:
     """Run every phase in order; returns the run record (also written to OUT/run.json)."""
     from rich.console import Console
@@ -235,7 +246,10 @@ def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = 
 
     console = console or Console(stderr=True)
     previous = check_output_folder(plan, overwrite)
-    os.makedirs(plan.output_dir, exist_ok=True)
+    try:
+        os.makedirs(plan.output_dir, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"cannot create the output folder {plan.output_dir}: {e.strerror or e}") from e
     prepare_input(plan.recipe.input, plan.output_dir)
     quiet_datatrove_logs()
     record = {
@@ -259,7 +273,7 @@ def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = 
             p["wall_s"] = old.get(p["id"], {}).get("wall_s", 0.0)
             p["status"] = old.get(p["id"], {}).get("status", "pending")
     record_path = os.path.join(plan.output_dir, "run.json")
-    write_json_atomic(record, record_path)
+    _save_record(record, record_path)
 
     try:
         executors = build_executors(plan, kind)
@@ -271,33 +285,42 @@ def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = 
 
         return submit_chain(plan, executors, record, record_path, console)
 
-    for i, (phase, ex) in enumerate(zip(plan.phases, executors)):
-        entry = record["phases"][i]
-        phase_dir = os.path.join(plan.output_dir, phase.id)
-        label = f"[{i + 1}/{len(plan.phases)}] {phase.label}"
-        t0 = time.monotonic()
-        if entry["status"] == "done" and not ex.get_incomplete_ranks():
-            console.print(f"{label}: already complete, skipped")
-            continue
-        with PhaseMonitor(console, label, phase_dir, phase.tasks) as mon:
-            try:
-                ex.run()
-            except Exception as e:  # noqa: BLE001 - reported with where to look, then re-raised as RunError
-                entry["status"] = "failed"
-                entry["wall_s"] += time.monotonic() - t0
-                write_json_atomic(record, record_path)
-                failed = ex.get_incomplete_ranks()
-                logs = os.path.join(phase_dir, "logs")
-                raise RunError(
-                    f"phase '{phase.id}' failed ({type(e).__name__}: {e}); incomplete tasks {failed[:10]}; "
-                    f"task logs in {logs}. Rerun the same command to resume."
-                ) from e
-        entry["wall_s"] += time.monotonic() - t0
-        entry["status"] = "done"
-        done, docs, _ = mon.final()
-        if not console.is_terminal:
-            console.print(f"{label}: {done}/{phase.tasks} tasks, {docs:,} docs, {entry['wall_s']:.1f}s")
-        write_json_atomic(record, record_path)
+    session = contextlib.nullcontext()
+    if kind == "ray":  # phases run one after another as on the local executor, on a Ray cluster
+        from curate.ray_cluster import ray_session
+
+        session = ray_session(plan.recipe.executor.ray)
+    with session:
+        for i, (phase, ex) in enumerate(zip(plan.phases, executors)):
+            entry = record["phases"][i]
+            phase_dir = os.path.join(plan.output_dir, phase.id)
+            label = f"[{i + 1}/{len(plan.phases)}] {phase.label}"
+            t0 = time.monotonic()
+            if entry["status"] == "done" and not ex.get_incomplete_ranks():
+                console.print(f"{label}: already complete, skipped")
+                continue
+            with PhaseMonitor(console, label, phase_dir, phase.tasks) as mon:
+                try:
+                    ex.run()
+                except Exception as e:  # noqa: BLE001 - reported with where to look, then re-raised as RunError
+                    entry["status"] = "failed"
+                    entry["wall_s"] += time.monotonic() - t0
+                    try:
+                        write_json_atomic(record, record_path)
+                    except OSError:  # a full disk: the phase's own error (below) is the one to show
+                        pass
+                    failed = ex.get_incomplete_ranks()
+                    logs = os.path.join(phase_dir, "logs")
+                    raise RunError(
+                        f"phase '{phase.id}' failed ({type(e).__name__}: {e}); incomplete tasks {failed[:10]}; "
+                        f"task logs in {logs}. Rerun the same command to resume."
+                    ) from e
+            entry["wall_s"] += time.monotonic() - t0
+            entry["status"] = "done"
+            done, docs, _ = mon.final()
+            if not console.is_terminal:
+                console.print(f"{label}: {done}/{phase.tasks} tasks, {docs:,} docs, {entry['wall_s']:.1f}s")
+            _save_record(record, record_path)
     record["status"] = "done"
-    write_json_atomic(record, record_path)
+    _save_record(record, record_path)
     return record

@@ -217,3 +217,17 @@ def test_a_failing_task_prints_no_traceback_on_the_console(tmp_path):
     res = curate_cli("run", str(recipe), "--no-report")
     assert res.returncode == 1 and f"{bad}:2: missing text" in res.stderr
     assert "Traceback" not in res.stderr, res.stderr[-2000:]
+
+
+def test_documents_writer_refuses_a_folder_in_the_way(tmp_path):
+    """fsspec's `mv` would move the finished file *into* a folder at its path and report success."""
+    from datatrove.data import Document
+
+    from curate.inputs import DocumentsWriter
+
+    blocked = tmp_path / "docs"
+    (blocked / "00000.jsonl.gz").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError, match=r"docs/00000\.jsonl\.gz: a folder is in the way"):
+        with DocumentsWriter(str(blocked)) as w:
+            w.write(Document(text="a", id="1"), rank=0)
+    assert os.listdir(blocked / "00000.jsonl.gz") == [] and sorted(os.listdir(blocked)) == ["00000.jsonl.gz"]
