@@ -67,16 +67,43 @@ def run(
     except KeyboardInterrupt:
         _fail("interrupted; rerun the same command to resume", code=130)
     if record.get("status") == "submitted":
-        err_console.print(f"submitted {len(plan.phases)} phases to {rec.executor.kind}; `curate report {plan.output_dir}` when done")
+        err_console.print(
+            f"submitted {len(plan.phases)} phases to {rec.executor.kind}; `curate wait {plan.output_dir}` follows "
+            f"them to the end, `curate report {plan.output_dir}` when done"
+        )
         return
+    _finish(plan.output_dir, plan.final_documents, report)
+
+
+def _finish(output_dir: str, final_documents: str | None, report: bool = True) -> None:
     if report:
         from curate.report import build_report
 
-        rep = build_report(plan.output_dir)
+        rep = build_report(output_dir)
         rep.print(out_console)
         out_console.print(f"report: {rep.write_html()}")
-    if plan.final_documents:
-        out_console.print(f"documents: {plan.final_documents}")
+    if final_documents:
+        out_console.print(f"documents: {final_documents}")
+
+
+@app.command()
+def wait(
+    output: str = typer.Argument(..., help="output folder of a run submitted to Slurm (holds run.json)"),
+    report: bool = typer.Option(True, "--report/--no-report", help="print the summary and write report.html at the end"),
+):
+    """Follow a run submitted to Slurm until its last phase ends; a failed task fails with its phase and logs."""
+    from curate.runner import RunError
+    from curate.slurm_cluster import wait_for_run
+
+    if not os.path.exists(os.path.join(output, "run.json")):
+        _fail(f"{output}: no run.json here; give the output folder of a submitted run")
+    try:
+        record = wait_for_run(output, err_console)
+    except RunError as e:
+        _fail(str(e), code=1)
+    except KeyboardInterrupt:
+        _fail("interrupted; the jobs keep running: `curate wait` again to follow them", code=130)
+    _finish(output, record.get("final_documents"), report)
 
 
 @app.command()

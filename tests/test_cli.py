@@ -30,6 +30,11 @@ def test_report_on_a_folder_that_is_not_a_run(tmp_path):
     assert res.returncode == 2 and "not a curate output folder" in res.stderr
 
 
+def test_wait_on_a_folder_that_is_not_a_submitted_run(tmp_path):
+    res = curate_cli("wait", str(tmp_path))
+    assert res.returncode == 2 and "no run.json" in res.stderr and str(tmp_path) in res.stderr
+
+
 @pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path):
     """The README's first command, into a temporary folder: corpus built offline, every stage, a report."""
