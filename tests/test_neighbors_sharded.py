@@ -77,3 +77,15 @@ def test_ivf_shards_meet_the_recall_target(tmp_path):
     hits = np.mean([len(np.intersect1d(a, e)) / 10 for a, e in zip(g.neighbors[rows], exact_I)])
     assert abs(hits - manifest["recall_at_k"]) < 0.01  # the stated recall is the true one
     assert manifest["recall_at_k"] >= 0.88
+
+
+def test_cluster_recipes_shard_the_knn_search_onto_gpu_tasks():
+    """The shipped cluster recipes plan the sharded search: S search tasks with GPUs, merge, finalize."""
+    from curate.recipe import load_recipe
+    from curate.runner import plan_run
+
+    for name in ("iclm_slurm", "iclm_ray"):
+        phases = {p.id: p for p in plan_run(load_recipe(name)).phases}
+        assert phases["neighbors.search"].tasks == 8 and phases["neighbors.search"].gpus == 1
+        assert phases["embed.embed"].gpus == 1 and phases["order.paths"].gpus == 0
+        assert phases["neighbors.merge"].tasks == 64 and phases["neighbors.finalize"].tasks == 1
