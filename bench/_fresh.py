@@ -1,9 +1,10 @@
 """Run one function of a benchmark module in a new interpreter and read the peak memory it reports.
 
-Linux carries a process's peak-RSS figure across fork and exec, so a launcher that must report the
-memory of a phase keeps itself small (it never holds the corpus) and lets each phase, in its own
-process, print its peak: its own or its largest forked worker's (datatrove's pool with
-start_method="fork", whose workers are waited for, so RUSAGE_CHILDREN sees them)."""
+Linux carries a process's peak-RSS figure (ru_maxrss) across fork and exec, so a phase run from a
+big launcher would report the launcher's size. Each phase therefore runs in its own interpreter and
+prints the larger of its own high-water mark (VmHWM, which exec renews) and its largest forked
+worker's (datatrove's pool with start_method="fork": the workers are its waited-for children, so
+RUSAGE_CHILDREN sees them; they start from this small process, not from the launcher)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,18 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 MARK = "PEAK_RSS_KIB"
 
 
+def own_peak_kib() -> int:
+    """This process's own high-water mark (VmHWM belongs to the address space, which exec renews;
+    RUSAGE_SELF would start at the launcher's size)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def print_peak() -> None:
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    peak = max(own_peak_kib(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     print(MARK, peak, flush=True)
 
 
