@@ -70,12 +70,17 @@ def usable_rows(vectors: np.ndarray) -> tuple[np.ndarray, int, int]:
     return finite & nonzero, int((~finite).sum()), int((finite & ~nonzero).sum())
 
 
-def check_shard(vectors: np.ndarray, path: str) -> None:
+def check_shard(vectors: np.ndarray, path: str, block: int = 65536) -> None:
     """Refuse a shard with NaN/inf or all-zero rows: the embed stage never writes them, so the folder
-    was changed (or written by something else) and every similarity computed from it would be garbage."""
-    good, nonfinite, zero = usable_rows(vectors)
-    if not good.all():
-        rows = np.flatnonzero(~good)
+    was changed (or written by something else) and every similarity computed from it would be garbage.
+    Checked a block at a time, so a memory-mapped shard is never converted whole."""
+    bad, nonfinite, zero = [], 0, 0
+    for lo in range(0, len(vectors), block):
+        good, nf, z = usable_rows(vectors[lo : lo + block])
+        bad.append(lo + np.flatnonzero(~good))
+        nonfinite, zero = nonfinite + nf, zero + z
+    if nonfinite or zero:
+        rows = np.concatenate(bad)
         raise ValueError(
             f"{path}: {nonfinite} rows with NaN/inf and {zero} all-zero rows (first rows {rows[:5].tolist()}); "
             "embed never writes such rows, so this folder was modified after embedding: rerun the embed stage "
@@ -83,11 +88,63 @@ def check_shard(vectors: np.ndarray, path: str) -> None:
         )
 
 
-def load_embeddings(data_dir: str, mmap: bool = False) -> tuple[list[str], np.ndarray, list | None]:
-    """All shards concatenated in rank order: (ids, vectors [n, d], labels or None).
+class ShardedVectors:
+    """The embed shards as one read-only [n, d] matrix, without concatenating them.
+
+    Rows are read from each memory-mapped shard when indexed (`x[rows]`, `x[lo:hi]`, `x[i]`), so a
+    task holds only the rows it asks for; `np.asarray(x)` still builds the whole matrix.
+    """
+
+    def __init__(self, parts: list[np.ndarray], dtype):
+        self.parts = parts
+        self.dtype = np.dtype(dtype)
+        self.starts = np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)
+        self.shape = (int(self.starts[-1]), int(parts[0].shape[1]) if parts else 0)
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        whole = self[np.arange(len(self))]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        if len(rows) == 0:
+            return out
+        rows = np.where(rows < 0, rows + len(self), rows)
+        if rows.min() < 0 or rows.max() >= len(self):
+            raise IndexError(f"row out of range 0..{len(self) - 1}")
+        shard = np.searchsorted(self.starts, rows, side="right") - 1
+        for s in np.unique(shard):
+            where = np.flatnonzero(shard == s)
+            local = rows[where] - self.starts[s]
+            by_row = np.argsort(local, kind="stable")  # forward reads through each mapped file
+            out[where[by_row]] = self.parts[int(s)][local[by_row]]
+        return out
+
+    def __getitem__(self, item):
+        if isinstance(item, tuple):
+            return self[item[0]][(slice(None), *item[1:])]
+        if isinstance(item, (int, np.integer)):
+            return self._rows(np.array([int(item)]))[0]
+        if isinstance(item, slice):
+            return self._rows(np.arange(*item.indices(len(self)), dtype=np.int64))
+        rows = np.asarray(item)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        return self._rows(rows.astype(np.int64, copy=False).reshape(-1)).reshape(*rows.shape, self.shape[1])
+
+
+def load_embeddings(data_dir: str, mmap: bool = False, check: bool = True):
+    """All shards in rank order: (ids, vectors [n, d], labels or None).
 
     Labels are returned when any shard has a `label` column (None for documents without one).
-    `mmap` memory-maps each shard before concatenating (saves a copy of the largest shard).
+    `mmap`: nothing is loaded; the vectors are a `ShardedVectors` view (the single shard's memory
+    map when there is one) that reads rows when indexed. `check`: refuse NaN/inf/zero rows (reads
+    every row once, a block at a time); a stage reading vectors the `neighbors` stage already read
+    in the same run can skip it.
     """
     import polars as pl
 
@@ -99,13 +156,15 @@ def load_embeddings(data_dir: str, mmap: bool = False) -> tuple[list[str], np.nd
     labels: list | None = []
     any_labels = False
     parts = []
+    dim = int(manifest["dim"])
     for rank in ranks:
         vec_path, ids_path = shard_paths(data_dir, rank)
         table = pl.read_parquet(ids_path)
-        vecs = np.load(vec_path, mmap_mode="r" if mmap else None)
+        vecs = np.load(vec_path, mmap_mode="r" if mmap else None).reshape(-1, dim)
         if len(vecs) != table.height:
             raise ValueError(f"shard {rank}: {len(vecs)} vectors but {table.height} ids")
-        check_shard(vecs, vec_path)
+        if check:
+            check_shard(vecs, vec_path)
         ids.extend(table["id"].to_list())
         if "label" in table.columns:
             any_labels = True
@@ -113,7 +172,12 @@ def load_embeddings(data_dir: str, mmap: bool = False) -> tuple[list[str], np.nd
         else:
             labels.extend([None] * table.height)
         parts.append(vecs)
-    dim = int(manifest["dim"])
     dtype = np.dtype(manifest.get("dtype", parts[0].dtype))
-    vectors = np.concatenate([p.reshape(-1, dim) for p in parts], axis=0).astype(dtype, copy=False)
+    if mmap:
+        if len(parts) == 1 and parts[0].dtype == dtype:
+            vectors = parts[0]
+        else:
+            vectors = ShardedVectors(parts, dtype)
+    else:
+        vectors = np.concatenate(parts, axis=0).astype(dtype, copy=False)
     return ids, vectors, (labels if any_labels else None)

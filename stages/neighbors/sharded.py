@@ -142,7 +142,7 @@ def finalize(embed_dir: str, data_dir: str, shards: int, settings, seed: int) ->
     from stages.neighbors import index as knn
     from stages.neighbors.store import IDS, MANIFEST, KnnTable
 
-    ids, vectors, labels = load_embeddings(embed_dir, mmap=True)
+    ids, vectors, labels = load_embeddings(embed_dir, mmap=True, check=False)  # the search tasks checked them
     n, d = vectors.shape
     table = {"id": pl.Series("id", ids, dtype=pl.String)}
     if labels is not None:
@@ -176,7 +176,7 @@ def finalize(embed_dir: str, data_dir: str, shards: int, settings, seed: int) ->
 def corpus_rows(embed_dir: str) -> int:
     from stages.embed.store import load_embeddings
 
-    return int(load_embeddings(embed_dir, mmap=True)[1].shape[0])
+    return int(load_embeddings(embed_dir, mmap=True, check=False)[1].shape[0])
 
 
 def output_shards(data_dir: str) -> list[str]:

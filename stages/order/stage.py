@@ -54,7 +54,9 @@ def _load_inputs(ctx_paths: dict):
     from stages.neighbors.store import KnnTable
 
     table = KnnTable(ctx_paths["neighbors"])
-    emb_ids, vectors, _ = load_embeddings(ctx_paths["embed"], mmap=True)
+    # check=False: the neighbors stage already refused bad rows in these files; checking again
+    # would read every vector in every ordering task
+    emb_ids, vectors, _ = load_embeddings(ctx_paths["embed"], mmap=True, check=False)
     graph_ids = table.ids()
     if list(emb_ids) != graph_ids:
         raise ValueError(
@@ -68,7 +70,7 @@ def _labels(ctx_paths: dict, table) -> list | None:
     from stages.embed.store import load_embeddings
 
     labels = table.labels()
-    return labels if labels is not None else load_embeddings(ctx_paths["embed"], mmap=True)[2]
+    return labels if labels is not None else load_embeddings(ctx_paths["embed"], mmap=True, check=False)[2]
 
 
 class OrderCollectIds(PipelineStep):

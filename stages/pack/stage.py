@@ -181,7 +181,7 @@ class PackWindows(PipelineStep):
         from stages.embed.store import load_embeddings
         from stages.pack.packing import random_windows_like, window_coherences
 
-        emb_ids, vectors, _ = load_embeddings(self.embed_dir, mmap=True)
+        emb_ids, vectors, _ = load_embeddings(self.embed_dir, mmap=True, check=False)  # checked upstream
         row = {i: r for r, i in enumerate(emb_ids)}
         rows = [np.array([row[d] for d in w.doc_ids if d in row], dtype=np.int64) for w in windows]
         rng = np.random.default_rng(self.seed + 7)
