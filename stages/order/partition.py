@@ -37,8 +37,9 @@ def assign_partitions(vectors: np.ndarray, partition_size: int, seed: int = 0, m
     km = faiss.Kmeans(d, parts, niter=12, seed=int(seed) % (2**31), spherical=True, verbose=False,
                       max_points_per_centroid=sample)
     km.train(train)
-    for lo in range(0, n, 1 << 18):
-        _, lab = km.index.search(np.ascontiguousarray(vectors[lo : lo + (1 << 18)], dtype=np.float32), 1)
+    block = 1 << 16  # rows converted to float32 at a time (100 MB at 384 dimensions)
+    for lo in range(0, n, block):
+        _, lab = km.index.search(np.ascontiguousarray(vectors[lo : lo + block], dtype=np.float32), 1)
         labels[lo : lo + len(lab)] = lab[:, 0]
     # split partitions that came out too large (k-means clusters are not balanced)
     next_id = parts
