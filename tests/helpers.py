@@ -36,6 +36,30 @@ def curate_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subpr
     )
 
 
+# Runs the CLI in this interpreter and, on the way out, prints the process's own peak memory: VmHWM
+# belongs to the address space that exec created, whereas ru_maxrss (and RUSAGE_CHILDREN in the
+# parent) starts at the size of the process that forked it, e.g. a pytest that has loaded models.
+_PEAK_WRAPPER = """
+import resource, runpy, sys
+sys.argv = ["curate", *sys.argv[1:]]
+try:
+    runpy.run_module("curate.cli", run_name="__main__")
+finally:
+    hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(f"CURATE_PEAK_KIB {max(hwm, kids)}", file=sys.stderr)
+"""
+
+
+def curate_cli_peak(*args: str, timeout: int = 600) -> tuple[subprocess.CompletedProcess, int]:
+    """`curate_cli`, plus the run's own peak resident memory in bytes (its largest process)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    res = subprocess.run([sys.executable, "-c", _PEAK_WRAPPER, *args], cwd=REPO, capture_output=True, text=True,
+                         timeout=timeout, env=env)
+    marks = [line for line in res.stderr.splitlines() if line.startswith("CURATE_PEAK_KIB ")]
+    return res, int(marks[-1].split()[1]) * 1024 if marks else 0
+
+
 def read_docs(folder: str | Path) -> list[dict]:
     from curate.api import read_documents
 
