@@ -83,3 +83,20 @@ def test_streamed_quality_equals_in_memory(tmp_path):
     walk = np.array(walk)
     _, _, walk_frac = knn_quality_streamed(walk, RestrictedKnnTable(KnnTable(d), keep).chunks(77))
     assert walk_frac == pytest.approx(knn_edge_fraction(walk, sub_nb)) and walk_frac > frac
+
+
+def test_sharded_vectors_read_rows_across_embed_shards_without_concatenating(tmp_path):
+    from stages.embed.store import ShardedVectors, load_embeddings, write_shard
+
+    x = np.random.default_rng(6).standard_normal((1000, 8)).astype(np.float16)
+    for rank, lo in enumerate(range(0, 1000, 300)):
+        write_shard(str(tmp_path), rank, x[lo : lo + 300], [str(i) for i in range(lo, min(1000, lo + 300))], None,
+                    {"model": "m", "dim": 8, "dtype": "float16", "normalized": True})
+    _, v, _ = load_embeddings(str(tmp_path), mmap=True)
+    assert isinstance(v, ShardedVectors) and v.shape == (1000, 8)
+    rows = np.random.default_rng(7).permutation(1000)[:300]
+    assert np.array_equal(v[rows], x[rows]) and np.array_equal(v[5:905], x[5:905])
+    assert np.array_equal(v[-1], x[-1]) and np.array_equal(np.asarray(v), x)
+    assert v[np.array([], dtype=np.int64)].shape == (0, 8)
+    with pytest.raises(IndexError):
+        v[np.array([1000])]

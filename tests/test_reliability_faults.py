@@ -121,15 +121,19 @@ def test_run_killed_at_a_random_point_resumes_to_byte_identical_output(tmp_path,
 # full disk / unwritable output
 
 
+def _mounted_tmpfs(folder: Path, options: str):
+    """A tmpfs mounted at `folder` (we are root in CI's container); skipped where mounting is not allowed."""
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
-    """A 256 KiB tmpfs (we are root in CI's container); skipped where mounting is not allowed."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    """A 256 KiB disk, to fill."""
+    yield from _mounted_tmpfs(tmp_path / "mnt", "size=256k")
 
 
 def test_atomic_writers_on_a_full_disk_name_the_file_and_leave_nothing(tiny_disk):
@@ -186,12 +190,7 @@ def test_full_disk_error_is_one_clear_message_without_tracebacks(tmp_path, corpu
 
 @pytest.fixture
 def read_only_dir(tmp_path):
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    yield from _mounted_tmpfs(tmp_path / "ro", "ro,size=64k")
 
 
 def test_unwritable_output_folder_fails_with_the_path_and_writes_nothing(tmp_path, corpus, read_only_dir):

@@ -88,6 +88,23 @@ def check_shard(vectors: np.ndarray, path: str, block: int = 65536) -> None:
         )
 
 
+def rows_by_shard(starts: np.ndarray, rows: np.ndarray, n: int):
+    """For reading global `rows` from row-sharded files (shard i holds rows starts[i]..): yields
+    (shard, positions in `rows`, rows local to the shard), local rows ascending so each memory-mapped
+    file is read forwards once. Used for the embedding shards and the kNN graph shards."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return
+    if rows.min() < 0 or rows.max() >= n:
+        raise IndexError(f"row out of range 0..{n - 1}")
+    shard_of = np.searchsorted(starts, rows, side="right") - 1
+    for s in np.unique(shard_of):
+        where = np.flatnonzero(shard_of == s)
+        local = rows[where] - starts[s]
+        by_row = np.argsort(local, kind="stable")
+        yield int(s), where[by_row], local[by_row]
+
+
 class ShardedVectors:
     """The embed shards as one read-only [n, d] matrix, without concatenating them.
 
@@ -111,17 +128,9 @@ class ShardedVectors:
 
     def _rows(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
-        if len(rows) == 0:
-            return out
         rows = np.where(rows < 0, rows + len(self), rows)
-        if rows.min() < 0 or rows.max() >= len(self):
-            raise IndexError(f"row out of range 0..{len(self) - 1}")
-        shard = np.searchsorted(self.starts, rows, side="right") - 1
-        for s in np.unique(shard):
-            where = np.flatnonzero(shard == s)
-            local = rows[where] - self.starts[s]
-            by_row = np.argsort(local, kind="stable")  # forward reads through each mapped file
-            out[where[by_row]] = self.parts[int(s)][local[by_row]]
+        for s, where, local in rows_by_shard(self.starts, rows, len(self)):
+            out[where] = self.parts[s][local]
         return out
 
     def __getitem__(self, item):

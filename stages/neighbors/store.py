@@ -157,22 +157,14 @@ class KnnTable:
 
     def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(neighbors int64 [m, k], similarities float16 [m, k]) of the global `rows`, in that order."""
-        rows = np.asarray(rows, dtype=np.int64)
+        from stages.embed.store import rows_by_shard
+
         nb = np.full((len(rows), self.k), -1, dtype=np.int64)
         sims = np.full((len(rows), self.k), -np.inf, dtype=np.float16)
-        if len(rows) == 0:
-            return nb, sims
-        if rows.min() < 0 or rows.max() >= self.n:
-            raise IndexError(f"row out of range 0..{self.n - 1}")
-        shard_of = np.searchsorted(self._starts, rows, side="right") - 1
-        for s in np.unique(shard_of):
-            start, snb, ssims = self.shards[int(s)]
-            where = np.flatnonzero(shard_of == s)
-            local = rows[where] - start
-            # sorted reads walk each mapped file forwards once
-            by_row = np.argsort(local, kind="stable")
-            nb[where[by_row]] = snb[local[by_row]]
-            sims[where[by_row]] = ssims[local[by_row]]
+        for s, where, local in rows_by_shard(self._starts, rows, self.n):
+            _, snb, ssims = self.shards[s]
+            nb[where] = snb[local]
+            sims[where] = ssims[local]
         return nb, sims
 
     def chunks(self, chunk: int = 1 << 17):
