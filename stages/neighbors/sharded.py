@@ -174,9 +174,10 @@ def finalize(embed_dir: str, data_dir: str, shards: int, settings, seed: int) ->
 
 
 def corpus_rows(embed_dir: str) -> int:
-    from stages.embed.store import load_embeddings
+    """Rows of the embedded corpus, from the shards' array headers (no ids or vectors read)."""
+    from stages.embed.store import list_shards, shard_paths
 
-    return int(load_embeddings(embed_dir, mmap=True, check=False)[1].shape[0])
+    return sum(int(np.load(shard_paths(embed_dir, r)[0], mmap_mode="r").shape[0]) for r in list_shards(embed_dir))
 
 
 def output_shards(data_dir: str) -> list[str]:
