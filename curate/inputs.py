@@ -204,9 +204,9 @@ def input_reader(inp: InputConfig, output_dir: str, phase_dir: str):
     if inp.format == "parquet":
         return CountingParquetReader(folder, problems_dir=problems, strict=inp.strict, **common)
     if inp.format == "warc":
-        from datatrove.pipeline.readers import WarcReader
+        from curate.warc_input import CountingWarcReader
 
-        return WarcReader(folder, **common)
+        return CountingWarcReader(folder, problems_dir=problems, strict=inp.strict, **common)
     raise ValueError(f"unknown input format {inp.format!r}")
 
 
