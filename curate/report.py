@@ -149,6 +149,20 @@ class Report:
                 rows.append(StageRow("output", last.id, n, n, {}))
         return rows
 
+    def crawl_funnel(self) -> str:
+        """For WARC input: records -> HTML pages -> documents out, with retention against pages."""
+        first = self._first_documents_phase()
+        reader = next((s for s in first.steps if s.stage == "read"), None) if first else None
+        if reader is None or "warc_records" not in reader.counters:
+            return ""
+        records = int(reader.counters["warc_records"])
+        pages = records - int(reader.counters.get("dropped_input_not_a_response", 0))
+        rows = self.stage_rows()
+        out = rows[-1].docs_out if rows and rows[-1].stage == "output" else 0
+        kept = f"{out / pages:.1%}" if pages else "-"
+        return (f"WARC funnel: {records:,} records, {pages:,} pages (response records), "
+                f"{out:,} documents out = {kept} of pages")
+
     def _first_documents_phase(self):
         return next((p for p in self.phases if p.kind == "documents"), None)
 
@@ -195,6 +209,9 @@ class Report:
             reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(r.drops.items(), key=lambda kv: -kv[1]))
             t.add_row(r.stage, r.phase, f"{r.docs_in:,}", f"{r.docs_out:,}", kept, reasons)
         console.print(t)
+        crawl = self.crawl_funnel()
+        if crawl:
+            console.print(crawl, highlight=False)
         n_problems, first = self.problems(limit=PROBLEMS_SHOWN_TERMINAL)
         if n_problems:
             by_reason = ", ".join(f"{k}: {v:,}" for k, v in self.problem_counts().items())
@@ -238,6 +255,7 @@ class Report:
             f"status {e(str(self.run.get('status', '?')))}; output {e(self.out_dir)}</p>",
             "<h2>Retention funnel</h2>",
             _svg_bars([(r.stage, r.docs_out) for r in rows], max(([r.docs_in for r in rows] or [1]) + [1])),
+            f"<p>{e(self.crawl_funnel())}</p>" if self.crawl_funnel() else "",
             "<table><tr><th>stage</th><th>phase</th><th>in</th><th>out</th><th>kept</th><th>dropped by reason</th></tr>",
         ]
         for r in rows:
@@ -294,6 +312,8 @@ PROBLEMS_SHOWN_HTML = 2000
 def _where(problem: dict) -> str:
     """`file:line`, or the file alone for a problem of a whole file (a parquet file's schema)."""
     line = problem.get("line")
+    if problem.get("offset") is not None:  # a WARC record: its byte offset in the file
+        return f"{problem['file']}@{problem['offset']}"
     return f"{problem['file']}:{line}" if line is not None else str(problem["file"])
 
 

@@ -25,7 +25,9 @@ is lost; warcio's message is the detail), `empty_file` (no bytes; drops nothing)
 `bad_content_length` (a record not followed by its blank line, so its Content-Length is wrong) is
 listed but drops nothing: warcio reads on from there.
 
-Every record is accounted for: `warc_records` = `documents` + `dropped_input` (all reasons above).
+Every record is accounted for: `warc_records` = `documents` + `dropped_input` (all reasons above),
+where a file that is not a WARC, and the unreadable tail of a truncated or corrupt one, count as one
+record each (what they held cannot be counted).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from curate.readers import SNIFF_BYTES, BadInputError, _Prepend, _ProblemLog
 MAX_PAYLOAD_BYTES = 32 << 20
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 PAGE_RECORDS = ("response", "conversion")
+FILE_PROBLEMS = ("not_warc", "truncated_file", "corrupt_warc")
 _STATUS_LINE = re.compile(r"^\d{3}(\s|$)")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
@@ -181,6 +184,8 @@ class CountingWarcReader(_ProblemLog, BaseDiskReader):
             at = f"{where}@{offset}" if offset is not None else where
             raise BadInputError(f"{at}: {reason.replace('_', ' ')}" + (f" ({detail[:300]})" if detail else "")) from None
         if dropped:
+            if reason in FILE_PROBLEMS:  # no record was read: the file (or its unreadable tail) counts as one
+                self.stat_update("warc_records", value=dropped)
             self.stat_update("dropped_input", value=dropped)
             self.stat_update(f"dropped_input_{reason}", value=dropped)
         if self.problems_dir is None:

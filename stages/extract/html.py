@@ -38,7 +38,7 @@ _MARKUP = re.compile(r"<(?:!doctype|html|head|body|div|script|style)\b", re.IGNO
 class ExtractSettings(StageSettings):
     favour_precision: bool = Field(True, description="trafilatura favor_precision: less text, less boilerplate (FineWeb's choice)")
     include_tables: bool = Field(True, description="keep the text of HTML tables (one row per line)")
-    include_links: bool = Field(False, description="keep link targets in the text (trafilatura's markdown-like [text](url))")
+    include_links: bool = Field(False, description="keep link targets in the text, markdown style")
     include_comments: bool = Field(False, description="keep the page's comment section (blog/forum comments)")
     deduplicate: bool = Field(True, description="trafilatura's deduplicate: drop repeated text segments inside a page")
     timeout_s: float = Field(5.0, gt=0, description="per-document time limit; a slower page is dropped as `timeout`")

@@ -13,6 +13,8 @@ counts per kind in the stats (`pii_email`, `pii_ip`, `docs_with_pii`) and fewer 
 - An e-mail's domain needs a dot and a letters-only last label: `user@localhost` (code, config) and
   `pkg@1.2.3` (a pinned version) stay; `logo@2x.png` and other image/asset names stay (the last
   label is a file extension).
+- Addresses at RFC 2606 names (`example.com/.net/.org`, `*.test`, `*.example`, `*.invalid`,
+  `*.localhost`) are placeholders already and stay.
 - IPv6 addresses are not replaced.
 
 Placeholders default to addresses that can never be anyone's: `email@example.com` (RFC 2606) and
@@ -42,6 +44,9 @@ _VERSION_WORDS = re.compile(
 )
 # File extensions that end asset names written like addresses (`logo@2x.png`).
 ASSET_SUFFIXES = frozenset("png jpg jpeg gif svg webp ico bmp tif tiff css js mp4 webm pdf".split())
+# RFC 2606 names that can never be anyone's mailbox (placeholders, docs): left as they are.
+RESERVED_DOMAINS = frozenset(f"{a}example.{tld}" for a in ("", "www.") for tld in ("com", "net", "org"))
+RESERVED_TLDS = frozenset(("example", "test", "invalid", "localhost"))
 DOC_IPS = ("192.0.2.1", "198.51.100.2", "203.0.113.3", "192.0.2.4", "198.51.100.5", "203.0.113.6")
 
 
@@ -61,7 +66,8 @@ class PiiScrubber:
         self._e = self._i = 0
 
     def _email(self, m: re.Match) -> str:
-        if m.group(2).lower() in ASSET_SUFFIXES:
+        domain, last = m.group(1).lower(), m.group(2).lower()
+        if last in ASSET_SUFFIXES or last in RESERVED_TLDS or domain in RESERVED_DOMAINS:
             return m.group(0)
         self.counts["email"] += 1
         self._e = (self._e + 1) % len(self.email_placeholders)
