@@ -187,3 +187,31 @@ def test_sniff_names_what_a_file_is():
     assert "JSON lines" in sniff_warc(gzip.compress(b'{"id": 1}\n'))
     assert "parquet" in sniff_warc(b"PAR1....")
     assert "HTML" in sniff_warc(b"<!doctype html><html>")
+
+
+def test_report_lists_warc_problems_with_file_and_offset(warc_folder, tmp_path):
+    """A run on the planted folder: `curate report` counts each reason and names file@offset."""
+    from helpers import curate_cli, write_recipe
+
+    folder, good, planted = warc_folder
+    recipe = write_recipe(tmp_path / "r.yaml", {
+        "name": "warc_problems", "input": {"format": "warc", "paths": str(folder)},
+        "output": str(tmp_path / "out"), "executor": {"tasks": 1, "workers": 1},
+        "stages": [{"extract": {"timeout_s": 30}}],
+    })
+    res = curate_cli("run", str(recipe))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "WARNING: Record not followed by newline" not in res.stderr and "a line of a JSON file" not in res.stderr
+    rep = curate_cli("report", str(tmp_path / "out"))
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    text = " ".join(rep.stdout.split())
+    for name, offset, reason in planted:
+        assert f"{name}@{offset}: {reason}" in text, (name, offset, reason)
+    assert "WARC funnel:" in text
+    from curate.api import read_documents
+    from curate.report import build_report
+
+    report = build_report(str(tmp_path / "out"))
+    docs = read_documents(report.run["final_documents"])
+    assert {d["metadata"]["url"] for d in docs} == set(good)
+    assert all("<" not in d["text"] for d in docs)
