@@ -7,7 +7,9 @@ per-document timeout. Rates are HTML pages per wall-clock second of the whole re
 (the parsing happens in the sandbox's child process, so this process's CPU time would miss it). The
 sides alternate, `--rounds` times each, in one process, and the median of each side is reported, so
 the ratio holds on a shared, loaded machine even when the absolute rates do not. `identical_texts`
-is the share of pages both sides extracted whose texts are byte-equal.
+is the share of pages both sides extracted (paired by file and WARC-Record-ID) whose texts are
+byte-equal; `docs_out` differ where datatrove's reader skips pages (libmagic calls some HTML pages
+`application/javascript`, and datatrove drops them without a count).
 
     python bench/extract.py [--repeat 5] [--rounds 3] [--warc ../shared/data/warc]
 """
@@ -46,9 +48,12 @@ def run_curate(folder: str, timeout: float) -> tuple[float, dict[str, str], dict
     reader = CountingWarcReader(folder)
     step = HtmlExtractor(ExtractSettings(timeout_s=timeout))
     t0 = time.perf_counter()
-    out = {d.id: d.text for d in step.run(reader.run())}
+    out = {(os.path.basename(d.metadata["warc_file"]), d.metadata.get("original_id", d.id)): d.text
+           for d in step.run(reader.run())}
     wall = time.perf_counter() - t0
     stats = {k: (v.total if hasattr(v, "total") else v) for k, v in reader.stats.stats.items()}
+    stats["extract_drops"] = {k[len("dropped_"):]: v.total for k, v in step.stats.stats.items()
+                              if k.startswith("dropped_")}
     return wall, out, stats
 
 
@@ -56,10 +61,10 @@ def run_datatrove(folder: str, timeout: float) -> tuple[float, dict[str, str]]:
     from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.readers import WarcReader
 
-    reader = WarcReader(folder)
+    reader = WarcReader(folder)  # adds metadata.file_path: pages pair with ours by (file, WARC-Record-ID)
     step = Trafilatura(favour_precision=True, timeout=timeout)
     t0 = time.perf_counter()
-    out = {d.id: d.text for d in step.run(reader.run())}
+    out = {(os.path.basename(d.metadata["file_path"]), d.id): d.text for d in step.run(reader.run())}
     return time.perf_counter() - t0, out
 
 
@@ -95,7 +100,8 @@ def main() -> None:
         "html_pages": pages,
         "rounds": args.rounds,
         "timeout_s": args.timeout,
-        "curate": {"pages_per_s": round(pages / ours_med, 2), "wall_s": round(ours_med, 3), "docs_out": len(ours)},
+        "curate": {"pages_per_s": round(pages / ours_med, 2), "wall_s": round(ours_med, 3), "docs_out": len(ours),
+                   "extract_drops": stats.get("extract_drops", {})},
         "datatrove": {"pages_per_s": round(pages / theirs_med, 2), "wall_s": round(theirs_med, 3),
                       "docs_out": len(theirs)},
         "speed_ratio_curate_over_datatrove": round(theirs_med / ours_med, 3),
