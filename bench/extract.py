@@ -2,8 +2,9 @@
 
 Prints ONE JSON line. Both sides read the same WARC files (the shared samples, copied `--repeat` times
 so there is enough work) and extract main text with trafilatura in datatrove's sandbox process, with
-the same options (favour precision, no comments, deduplicate, FineWeb's settings) and the same
-per-document timeout. Rates are HTML pages per wall-clock second of the whole read + extract pass
+the same options (favour precision and no comments as FineWeb; trafilatura's cross-page
+`deduplicate` off on both sides, as the extract stage's default, because the copies would otherwise
+be emptied) and the same per-document timeout. Rates are HTML pages per wall-clock second of the whole read + extract pass
 (the parsing happens in the sandbox's child process, so this process's CPU time would miss it). The
 sides alternate, `--rounds` times each, in one process, and the median of each side is reported, so
 the ratio holds on a shared, loaded machine even when the absolute rates do not. `identical_texts`
@@ -62,7 +63,8 @@ def run_datatrove(folder: str, timeout: float) -> tuple[float, dict[str, str]]:
     from datatrove.pipeline.readers import WarcReader
 
     reader = WarcReader(folder)  # adds metadata.file_path: pages pair with ours by (file, WARC-Record-ID)
-    step = Trafilatura(favour_precision=True, timeout=timeout)
+    # the extract stage's defaults; deduplicate off on both sides (see stages/extract/html.py)
+    step = Trafilatura(favour_precision=True, timeout=timeout, deduplicate=False)
     t0 = time.perf_counter()
     out = {(os.path.basename(d.metadata["file_path"]), d.id): d.text for d in step.run(reader.run())}
     return time.perf_counter() - t0, out

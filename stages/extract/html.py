@@ -15,6 +15,11 @@ with the record's `warc_file@warc_offset` (or the document id) in `OUT/<phase>/p
   less than `min_text_chars`.
 
 The WARC record's `url`, `date`, `content_type` and position stay in the metadata.
+
+`deduplicate` is off by default although FineWeb runs it on: trafilatura keeps a process-wide cache
+of text segments it has seen, so with it a page's text depends on which pages the same worker saw
+before (the task count, the order, a restart after a timeout). Off, the same page always gives the
+same text, and the dedup stages remove repeats deterministically.
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ class ExtractSettings(StageSettings):
     include_tables: bool = Field(True, description="keep the text of HTML tables (one row per line)")
     include_links: bool = Field(False, description="keep link targets in the text, markdown style")
     include_comments: bool = Field(False, description="keep the page's comment section (blog/forum comments)")
-    deduplicate: bool = Field(True, description="trafilatura's deduplicate: drop repeated text segments inside a page")
+    deduplicate: bool = Field(
+        False, description="trafilatura's deduplicate (FineWeb: on): drops text segments seen in earlier pages of the same "
+        "process, so a page's text depends on task order; off keeps runs deterministic (the dedup stages do this job)")
     timeout_s: float = Field(5.0, gt=0, description="per-document time limit; a slower page is dropped as `timeout`")
     max_html_chars: int = Field(4_000_000, ge=1, description="drop larger HTML unparsed as `too_large`")
     min_text_chars: int = Field(1, ge=1, description="drop as `empty_result` when the main text is shorter")
