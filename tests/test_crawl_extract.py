@@ -102,6 +102,7 @@ def test_extract_options_tables_and_comments():
     ("icons: logo@2x.png and pip install pkg@1.2.3", None, {"email": 0, "ip": 0}),
     ("@decorator and a@b.c", None, {"email": 0, "ip": 0}),
     ("placeholders: email@example.com, me@site.test", None, {"email": 0, "ip": 0}),
+    ("follow @mhoye@mastodon.social", None, {"email": 0, "ip": 0}),
 ])
 def test_pii_replacements_and_false_positives(text, expected, counts):
     new, got = PiiScrubber().scrub(text)

@@ -154,5 +154,5 @@ def test_every_shipped_recipe_validates(repo_root):
 
 
 def test_shipped_recipes_find_the_shared_corpora(shared_data):
-    for name in ("map_neo_en", "map_neo_zh", "iclm", "full"):
+    for name in ("map_neo_en", "map_neo_zh", "iclm", "full", "crawl_en"):
         assert Path(str(load_recipe(name).input.paths)).exists()

@@ -13,6 +13,7 @@ counts per kind in the stats (`pii_email`, `pii_ip`, `docs_with_pii`) and fewer 
 - An e-mail's domain needs a dot and a letters-only last label: `user@localhost` (code, config) and
   `pkg@1.2.3` (a pinned version) stay; `logo@2x.png` and other image/asset names stay (the last
   label is a file extension).
+- A Mastodon/fediverse handle `@user@host` is a public handle, not a mailbox, and stays.
 - Addresses at RFC 2606 names (`example.com/.net/.org`, `*.test`, `*.example`, `*.invalid`,
   `*.localhost`) are placeholders already and stay.
 - IPv6 addresses are not replaced.
