@@ -20,8 +20,11 @@ metadata, resource and revisit records. Counted and listed, per record: `not_htm
 `unreadable_payload` (a broken Content-Encoding), `record_too_large` (payload over 32 MiB),
 `truncated_record` (the file ends inside the record). Per file: `not_warc` (does not start with a
 WARC header; a JSON-lines file is named as such), `truncated_file` (the data stops mid-record: the
-records before the cut are kept), `corrupt_warc` (a record that cannot be parsed: the rest of the file
-is lost; warcio's message is the detail), `empty_file` (no bytes; drops nothing).
+records before the cut are kept), `corrupt_warc` (bytes that do not parse as a record; reading goes on
+from the next record start found after them, a gzip member or a `WARC/1.x` line, else the rest of the
+file is lost; warcio's message is the detail), `empty_file` (no bytes; drops nothing).
+A `.warc.gz` compressed as one gzip stream (not one member per record) is read decompressed, with
+offsets in decompressed bytes from its second record on (`warc_single_gzip_stream` in the stats).
 `bad_content_length` (a record not followed by its blank line, so its Content-Length is wrong) is
 listed but drops nothing: warcio reads on from there.
 
@@ -206,12 +209,10 @@ class CountingWarcReader(_ProblemLog, BaseDiskReader):
         self.stat_update(f"dropped_input_{reason}")
 
     def read_file(self, filepath: str):
-        from warcio.archiveiterator import ArchiveIterator
-        from warcio.exceptions import ArchiveLoadFailed
-
         # warcio decompresses per-record gzip itself, which keeps record offsets in compressed bytes
         compression = "zstd" if filepath.endswith(".zst") else None
-        with self.data_folder.open(filepath, "rb", compression=compression) as f:
+        with contextlib.ExitStack() as handles:
+            f = handles.enter_context(self.data_folder.open(filepath, "rb", compression=compression))
             try:
                 head = f.read(SNIFF_BYTES)
             except (EOFError, OSError, zlib.error) as e:
@@ -224,50 +225,116 @@ class CountingWarcReader(_ProblemLog, BaseDiskReader):
             if what is not None:
                 self._problem(filepath, None, "not_warc", f"{what}; file skipped", offset=0)
                 return
-            raw = _CountedPrepend(head, f)
-            stream = io.BufferedReader(raw, buffer_size=1 << 16)
-            records = ArchiveIterator(stream)
-            offset = 0
-            while True:
-                warned = io.StringIO()
-                try:
-                    with contextlib.redirect_stderr(warned):  # warcio prints a bad length instead of raising
-                        record = next(records)
-                except StopIteration:
-                    break
-                except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as e:
-                    at = records.offset if records.offset is not None else offset
-                    message = " ".join(str(e).split())[:240] or type(e).__name__
-                    reason = "truncated_file" if isinstance(e, (EOFError, zlib.error)) else "corrupt_warc"
-                    self._problem(filepath, None, reason, f"{message}; the rest of the file is lost", offset=at)
-                    return
-                # where this record starts: warcio's end of the previous one (get_record_offset() would
-                # read the record to its end before we have its payload)
-                offset = records.offset or 0
-                if warned.getvalue():
-                    self._problem(filepath, None, "bad_content_length",
-                                  "the previous record is not followed by a blank line (wrong Content-Length?)",
-                                  dropped=0, fatal=False, offset=offset)
-                self.stat_update("warc_records")
-                with self.track_time():
-                    try:
-                        document = self._record_document(record, filepath, offset)
-                    except (OSError, EOFError, zlib.error, ValueError) as e:  # reading the payload failed
-                        self._problem(filepath, None, "unreadable_payload", f"{type(e).__name__}: {e}", offset=offset)
-                        document = None
-                if document is not None:
-                    yield document
-            # warcio stops quietly at a gzip member cut short: whatever is left was not a whole record
+            raw, base, skip, seekable = _CountedPrepend(head, f), 0, 0, compression is None
+            while raw is not None:
+                outcome = yield from self._read_segment(filepath, raw, base, skip)
+                raw = None
+                if outcome[0] == "single_gzip" and seekable:
+                    # one gzip stream around the whole file: read it decompressed from the start, skipping the
+                    # records already read; offsets from here on are in the decompressed data
+                    self.stat_update("warc_single_gzip_stream")
+                    f = handles.enter_context(self.data_folder.open(filepath, "rb", compression="gzip"))
+                    raw, base, skip, seekable = _CountedPrepend(b"", f), 0, outcome[1], False
+                elif outcome[0] == "broken":
+                    _, at, reason, message = outcome
+                    resume = self._next_record_start(filepath, at, head.startswith(b"\x1f\x8b")) if (
+                        seekable and reason == "corrupt_warc") else None
+                    if resume is None:
+                        self._problem(filepath, None, reason, f"{message}; the rest of the file is lost", offset=at)
+                        return
+                    self._problem(filepath, None, reason, f"{message}; bytes {at}-{resume} skipped, read on from "
+                                  f"the next record", offset=at)
+                    f = handles.enter_context(self.data_folder.open(filepath, "rb"))
+                    f.seek(resume)
+                    raw, base, skip = _CountedPrepend(b"", f), resume, 0
+
+    def _read_segment(self, filepath: str, raw: "_CountedPrepend", base: int, skip: int):
+        """Documents of the records from `raw` (which starts at byte `base` of the file); returns how it
+        ended: ("end",), ("single_gzip", records read) or ("broken", offset, reason, message)."""
+        from warcio.archiveiterator import ArchiveIterator
+        from warcio.exceptions import ArchiveLoadFailed
+
+        stream = io.BufferedReader(raw, buffer_size=1 << 16)
+        records = ArchiveIterator(stream)
+        seen = 0
+        while True:
+            warned = io.StringIO()
             try:
-                while stream.read(1 << 16):
-                    pass
-            except (EOFError, OSError, zlib.error):
+                with contextlib.redirect_stderr(warned):  # warcio prints a bad length instead of raising
+                    record = next(records)
+            except StopIteration:
+                break
+            except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as e:
+                message = " ".join(str(e).split())[:240] or type(e).__name__
+                if "non-chunked gzip" in message:
+                    return ("single_gzip", seen)
+                reason = "truncated_file" if isinstance(e, (EOFError, zlib.error)) else "corrupt_warc"
+                return ("broken", base + max(records.offset or 0, 0), reason, message)
+            seen += 1
+            if seen <= skip:
+                continue
+            # where this record starts: warcio's end of the previous one (get_record_offset() would
+            # read the record to its end before we have its payload)
+            offset = base + (records.offset or 0)
+            if warned.getvalue():
+                self._problem(filepath, None, "bad_content_length",
+                              "the previous record is not followed by a blank line (wrong Content-Length?)",
+                              dropped=0, fatal=False, offset=offset)
+            self.stat_update("warc_records")
+            with self.track_time():
+                try:
+                    document = self._record_document(record, filepath, offset)
+                except (OSError, EOFError, zlib.error, ValueError) as e:  # reading the payload failed
+                    self._problem(filepath, None, "unreadable_payload", f"{type(e).__name__}: {e}", offset=offset)
+                    document = None
+            if document is not None:
+                yield document
+        # warcio stops quietly at a gzip member cut short: whatever is left was not a whole record
+        try:
+            while stream.read(1 << 16):
                 pass
-            end = records.offset or 0
-            if end < raw.consumed:
-                self._problem(filepath, None, "truncated_file",
-                              f"the data stops inside the record at byte {end}; the records before it are kept",
-                              offset=end)
+        except (EOFError, OSError, zlib.error):
+            pass
+        end = records.offset or 0
+        if end < raw.consumed:
+            self._problem(filepath, None, "truncated_file",
+                          f"the data stops inside the record at byte {base + end}; the records before it are kept",
+                          offset=base + end)
+        return ("end",)
+
+    def _next_record_start(self, filepath: str, after: int, gzip_members: bool) -> int | None:
+        """Byte offset of the first record start after `after`: a gzip member that opens with a WARC header,
+        or a `WARC/1.x` line. None when there is none (or the file cannot be searched)."""
+        marker = b"\x1f\x8b\x08" if gzip_members else b"\nWARC/1."
+        chunk = 1 << 20
+        try:
+            with self.data_folder.open(filepath, "rb") as f:
+                pos = after + 1
+                f.seek(pos)
+                while True:
+                    block = f.read(chunk + 64)
+                    if not block:
+                        return None
+                    i = block.find(marker)
+                    while i >= 0:
+                        start = pos + i + (0 if gzip_members else 1)
+                        if not gzip_members:
+                            return start
+                        f.seek(start)
+                        try:
+                            inner = zlib.decompressobj(31).decompress(f.read(4096))
+                        except zlib.error:
+                            inner = b""
+                        if inner.startswith(b"WARC/"):
+                            return start
+                        f.seek(pos + len(block))
+                        i = block.find(marker, i + 1)
+                    if len(block) <= chunk:
+                        return None
+                    pos += chunk
+                    f.seek(pos)
+        except (OSError, ValueError):
+            return None
 
     def _record_document(self, record, filepath: str, offset: int):
         if record.rec_type not in PAGE_RECORDS:
@@ -298,6 +365,12 @@ class CountingWarcReader(_ProblemLog, BaseDiskReader):
         if getattr(record.raw_stream, "limit", 0) > 0:  # Content-Length promised more than the file holds
             self._problem(filepath, None, "truncated_record",
                           f"{record.raw_stream.limit} bytes of the record missing", offset=offset)
+            return None
+        encoding = (record.http_headers.get_header("Content-Encoding") or "").lower() if record.http_headers else ""
+        # warcio hands back nothing, or the compressed bytes, when the declared encoding does not decode
+        if encoding in ("gzip", "x-gzip", "deflate", "br") and (not body or body[:2] == b"\x1f\x8b"):
+            self._problem(filepath, None, "unreadable_payload", f"Content-Encoding {encoding} does not decompress",
+                          offset=offset)
             return None
         kind = identified or mime_type(http_type)
         if kind is None:  # no type anywhere: HTML if it looks like markup

@@ -6,7 +6,8 @@ charset, a latin-1 page declared as such (kept, decoded right), an unknown decla
 UTF-8 bytes (kept), request/warcinfo records (counted as not pages, not listed), a stray `.jsonl.gz`
 (one `not_warc` problem, and warcio's per-line warnings never printed), a `.warc.gz` cut inside its
 last record (the records before the cut are kept), an uncompressed WARC whose last record is short,
-and an empty file.
+junk between two records (counted, and the record after it is read), a WARC gzipped as one stream,
+a payload whose Content-Encoding does not decompress, and an empty file.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def _writer_records(path: Path, records: list[tuple], gzip_members: bool = True)
             hh = StatusAndHeaders(f"GET {url} HTTP/1.1", [("Host", "example.org")], is_http_request=True)
             w.write_record(w.create_warc_record(url, "request", payload=io.BytesIO(b""), http_headers=hh))
             continue
-        hh = StatusAndHeaders(status, [("Content-Type", ctype)], protocol="HTTP/1.1")
+        headers = [("Content-Type", ctype)] + ([("Content-Encoding", "gzip")] if body[:2] == b"\x1f\x8b" else [])
+        hh = StatusAndHeaders(status, headers, protocol="HTTP/1.1")
         w.write_record(w.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=hh))
     path.write_bytes(buf.getvalue())
     return offsets
@@ -112,6 +114,21 @@ def warc_folder(tmp_path_factory) -> tuple[Path, dict, list[tuple[str, int | Non
         f.write(short[:-150])
     planted.append(("d.warc", start, "truncated_record"))
 
+    # junk between two gzip members: reading goes on from the next record
+    offs = _writer_records(folder / "e.warc.gz", [page("http://e.org/1", "before the junk"),
+                                                  page("http://e.org/2", "after the junk")])
+    data = (folder / "e.warc.gz").read_bytes()
+    (folder / "e.warc.gz").write_bytes(data[: offs[1]] + b"JUNK THAT IS NO RECORD\r\n\r\n" + data[offs[1]:])
+    planted.append(("e.warc.gz", offs[1], "corrupt_warc"))
+    # a whole WARC in one gzip stream (not one member per record): read decompressed, nothing lost
+    _writer_records(folder / "f.warc", [page(f"http://f.org/{i}", f"single stream page {i}") for i in range(3)],
+                    gzip_members=False)
+    (folder / "f.warc.gz").write_bytes(gzip.compress((folder / "f.warc").read_bytes()))
+    (folder / "f.warc").unlink()
+    # a payload whose Content-Encoding does not decompress
+    offs = _writer_records(folder / "g.warc.gz", [("response", "http://g.org/", b"\x1f\x8b\x08\x00not gzip",
+                                                   "text/html", "200 OK")])
+    planted.append(("g.warc.gz", offs[0], "unreadable_payload"))
     with gzip.open(folder / "stray.jsonl.gz", "wt") as f:  # 300 lines: warcio would warn about each
         for i in range(300):
             f.write(json.dumps({"id": i, "text": "a line of a JSON file " * 5}) + "\n")
