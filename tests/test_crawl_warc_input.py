@@ -229,6 +229,6 @@ def test_report_lists_warc_problems_with_file_and_offset(warc_folder, tmp_path):
     from curate.report import build_report
 
     report = build_report(str(tmp_path / "out"))
-    docs = read_documents(report.run["final_documents"])
+    docs = read_documents(report.run.final_documents)
     assert {d["metadata"]["url"] for d in docs} == set(good)
     assert all("<" not in d["text"] for d in docs)
