@@ -139,3 +139,26 @@ def test_extract_gives_a_page_the_same_text_whatever_came_before():
     out, stats = _run(HtmlExtractor(ExtractSettings(timeout_s=30, deduplicate=True)),
                       [_doc(i, page, content_type="text/html") for i in range(6)])
     assert len({d.text for d in out}) > 1 or len(out) < 6
+
+
+class _RaisingParser(HtmlExtractor):
+    """No real page makes trafilatura 1.11 raise (it catches lxml's errors itself), so this stands in
+    for one that does, to pin how the step reports it."""
+
+    def extract(self, text: str):
+        if "boom" in text:
+            try:
+                raise ValueError("parser gave up")
+            except ValueError as e:
+                return e
+        return super().extract(text)
+
+
+def test_a_parser_exception_is_a_counted_drop_and_the_worker_lives_on(tmp_path):
+    docs = [_doc(0, "<html><body><p>boom</p></body></html>", content_type="text/html"),
+            _doc(1, ARTICLE.format(extra=""), content_type="text/html")]
+    out, stats = _run(_RaisingParser(ExtractSettings(timeout_s=30), problems_dir=str(tmp_path / "p")), docs)
+    assert [d.id for d in out] == ["d1"] and stats["dropped_parser_error"] == 1
+    assert "extractor_crashed" not in " ".join(stats)
+    problem = json.loads(next((tmp_path / "p").glob("extract_*.jsonl")).read_text())
+    assert problem["reason"] == "parser_error" and "ValueError: parser gave up" in problem["detail"]

@@ -118,8 +118,11 @@ class HtmlExtractor(Trafilatura):
     def extract(self, text: str) -> str:
         from trafilatura import extract
 
-        return extract(text, favor_precision=self.favour_precision, include_comments=self.include_comments,
-                       deduplicate=self.deduplicate, output_format="txt", **self.kwargs)
+        try:
+            return extract(text, favor_precision=self.favour_precision, include_comments=self.include_comments,
+                           deduplicate=self.deduplicate, output_format="txt", **self.kwargs)
+        except Exception as e:  # noqa: BLE001 - handed back: the sandbox re-raises it here, the worker lives on
+            return e
 
     def _drop(self, doc, reason: str, detail: str, problems: ProblemList, rank: int) -> None:
         self.stat_update("dropped")
