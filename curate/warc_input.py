@@ -248,7 +248,7 @@ class CountingWarcReader(_ProblemLog, BaseDiskReader):
                     f.seek(resume)
                     raw, base, skip = _CountedPrepend(b"", f), resume, 0
 
-    def _read_segment(self, filepath: str, raw: "_CountedPrepend", base: int, skip: int):
+    def _read_segment(self, filepath: str, raw: _CountedPrepend, base: int, skip: int):
         """Documents of the records from `raw` (which starts at byte `base` of the file); returns how it
         ended: ("end",), ("single_gzip", records read) or ("broken", offset, reason, message)."""
         from warcio.archiveiterator import ArchiveIterator

@@ -133,10 +133,10 @@ def test_extract_and_pii_are_registered_and_documented():
 def test_extract_gives_a_page_the_same_text_whatever_came_before():
     # trafilatura's `deduplicate` would empty the second copy (its segment cache spans pages); off by default
     page = ARTICLE.format(extra="")
-    out, stats = _run(HtmlExtractor(ExtractSettings(timeout_s=30)),
-                      [_doc(i, page, content_type="text/html") for i in range(3)])
+    out, _ = _run(HtmlExtractor(ExtractSettings(timeout_s=30)),
+                  [_doc(i, page, content_type="text/html") for i in range(3)])
     assert len(out) == 3 and len({d.text for d in out}) == 1
-    out, stats = _run(HtmlExtractor(ExtractSettings(timeout_s=30, deduplicate=True)),
+    out, _ = _run(HtmlExtractor(ExtractSettings(timeout_s=30, deduplicate=True)),
                       [_doc(i, page, content_type="text/html") for i in range(6)])
     assert len({d.text for d in out}) > 1 or len(out) < 6
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import itertools
 import json
 import re
 
@@ -45,7 +46,7 @@ def test_crawl_en_recipe_on_real_warc(shared_data, tmp_path):
     assert c["dropped_input"] == sum(v for k, v in c.items() if k.startswith("dropped_input_"))
     # ... and at every stage after it: in = out + drops by reason, each stage's in = the previous out
     assert rows[0].stage == "input" and rows[0].docs_in == c["warc_records"]
-    for prev, row in zip(rows, rows[1:]):
+    for prev, row in itertools.pairwise(rows):
         assert row.docs_in == prev.docs_out, (prev, row)
         if row.stage != "output":
             assert row.docs_in == row.docs_out + sum(row.drops.values()) - row.drops.get("input", 0), row

@@ -44,7 +44,8 @@ _VERSION_WORDS = re.compile(
     re.IGNORECASE,
 )
 # File extensions that end asset names written like addresses (`logo@2x.png`).
-ASSET_SUFFIXES = frozenset("png jpg jpeg gif svg webp ico bmp tif tiff css js mp4 webm pdf".split())
+ASSET_SUFFIXES = frozenset(("png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "tif", "tiff", "css", "js", "mp4",
+                            "webm", "pdf"))
 # RFC 2606 names that can never be anyone's mailbox (placeholders, docs): left as they are.
 RESERVED_DOMAINS = frozenset(f"{a}example.{tld}" for a in ("", "www.") for tld in ("com", "net", "org"))
 RESERVED_TLDS = frozenset(("example", "test", "invalid", "localhost"))
