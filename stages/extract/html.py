@@ -14,7 +14,8 @@ with the record's `warc_file@warc_offset` (or the document id) in `OUT/<phase>/p
 - `parser_error`: trafilatura raised; `empty_result`: it returned nothing (no main text found), or
   less than `min_text_chars`.
 
-The WARC record's `url`, `date`, `content_type` and position stay in the metadata.
+The WARC record's `url`, `date`, `content_type` and position stay in the metadata. WET input
+(`conversion` records, already plain text) needs no `extract`: it would drop them as `not_html`.
 
 `deduplicate` is off by default although FineWeb runs it on: trafilatura keeps a process-wide cache
 of text segments it has seen, so with it a page's text depends on which pages the same worker saw
