@@ -162,3 +162,19 @@ def test_a_parser_exception_is_a_counted_drop_and_the_worker_lives_on(tmp_path):
     assert "extractor_crashed" not in " ".join(stats)
     problem = json.loads(next((tmp_path / "p").glob("extract_*.jsonl")).read_text())
     assert problem["reason"] == "parser_error" and "ValueError: parser gave up" in problem["detail"]
+
+
+def test_extract_options_comments_and_links():
+    page = ("<html><body><article><h1>Scores</h1><p>"
+            + "The season ended with a close race between the two best teams of the league this year. " * 4
+            + '</p><p>Read the <a href="https://ex.org/table">full table</a> online.</p></article>'
+            + '<div id="comments"><div class="comment"><p>Great summary of a tense final week, thanks!</p></div></div>'
+            + "</body></html>")
+
+    def text(**options) -> str:
+        return _run(HtmlExtractor(ExtractSettings(timeout_s=30, **options)), [_doc(0, page, content_type="text/html")])[0][0].text
+
+    default = text()
+    assert "Read the full table online." in default and "Great summary" not in default and "ex.org" not in default
+    assert "Great summary" in text(include_comments=True)
+    assert "[full table](https://ex.org/table)" in text(include_links=True)
