@@ -26,6 +26,27 @@ err_console = Console(stderr=True)
 out_console = Console() if sys.stdout.isatty() else Console(width=200)
 
 
+def _version() -> str:
+    """The installed distribution's version (what pip reports), else the source tree's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from curate import __version__
+
+    try:
+        return version("curate")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return __version__
+
+
+@app.callback(invoke_without_command=True)
+def _main_options(
+    show_version: bool = typer.Option(False, "--version", is_eager=True, help="print curate's version and exit"),
+) -> None:
+    if show_version:
+        out_console.print(f"curate {_version()}", highlight=False)
+        raise typer.Exit(0)
+
+
 def _fail(message: str, code: int = 2) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

@@ -25,6 +25,14 @@ def test_stages_lists_every_registered_stage_with_parameters():
     assert bad.returncode == 2 and "did you mean 'normalize'" in bad.stderr
 
 
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    res = curate_cli("--version")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"curate {version('curate')}"
+
+
 def test_report_on_a_folder_that_is_not_a_run(tmp_path):
     res = curate_cli("report", str(tmp_path))
     assert res.returncode == 2 and "not a curate output folder" in res.stderr
