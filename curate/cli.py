@@ -97,14 +97,17 @@ def run(
 
 
 def _finish(output_dir: str, final_documents: str | None, report: bool = True) -> None:
-    if report:
-        from curate.report import build_report
+    from curate.report import build_report
 
-        rep = build_report(output_dir)
+    rep = build_report(output_dir)
+    if report:
         rep.print(out_console)
         out_console.print(f"report: {rep.write_html()}")
     if final_documents:
         out_console.print(f"documents: {final_documents}")
+    # last, where the eye lands when the run ends: stages that removed (nearly) everything
+    for line in rep.heavy_drops():
+        err_console.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
 @app.command()

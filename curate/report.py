@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from curate.atomic import atomic_path
 
 
+HEAVY_DROP = 0.99  # a stage dropping at least this share of its input is flagged at the end of a run
+
+
 class ReportError(Exception):
     pass
 
@@ -148,6 +151,27 @@ class Report:
                 n = int(writer.counters.get("total", 0))
                 rows.append(StageRow("output", last.id, n, n, {}))
         return rows
+
+    def heavy_drops(self, threshold: float = HEAVY_DROP) -> list[str]:
+        """One line per stage that dropped at least `threshold` of the documents it received: almost
+        always a setting that does not fit the data (a language code, a length bound, a threshold)."""
+        lines = []
+        for r in self.stage_rows():
+            if r.stage in ("input", "output") or r.docs_in == 0:
+                continue
+            dropped = r.docs_in - r.docs_out
+            if dropped / r.docs_in >= threshold:
+                top = sorted(r.drops.items(), key=lambda kv: -kv[1])[:3]
+                why = ", ".join(f"{k}: {v:,}" for k, v in top) or "no reason recorded"
+                name = self.stage_names().get(r.stage, r.stage)
+                lines.append(f"stage '{r.stage}' dropped {dropped:,} of its {r.docs_in:,} documents "
+                             f"({dropped / r.docs_in:.1%}; {why}): check its settings (`curate stages {name}`)")
+        return lines
+
+    def stage_names(self) -> dict[str, str]:
+        """stage id -> registered stage name (`normalize_2` -> `normalize`), from run.json."""
+        stages = (self.run.get("fingerprint") or {}).get("stages") or []
+        return {s["id"]: s["name"] for s in stages if "id" in s and "name" in s}
 
     def _first_documents_phase(self):
         return next((p for p in self.phases if p.kind == "documents"), None)

@@ -22,7 +22,7 @@ from typing import Any
 
 from curate.atomic import write_json_atomic
 from curate.plan import DOCUMENTS_SUBDIR, GlobalPlan, StageContext
-from curate.recipe import Recipe
+from curate.recipe import Recipe, RecipeError
 
 
 class RunError(Exception):
@@ -111,12 +111,12 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
                                         step_stages=owners))
         current_docs, pending, pending_owner, pending_stages, pass_id = docs_dir, [], [], [], None
 
-    for stage in recipe.stages:
+    for index, stage in enumerate(recipe.stages):
         spec = get_stage(stage.name)
         if spec.kind == "document":
             pass_id = pass_id or stage.id
             ctx = _context(recipe, stage.id, out, os.path.join(out, pass_id), tasks, workers, current_docs, upstream)
-            steps = spec.build(stage.settings, ctx)
+            steps = _build(spec, stage, ctx, recipe, index)
             pending.extend(steps)
             pending_owner.extend([stage.id] * len(steps))
             pending_stages.append(stage.id)
@@ -125,7 +125,7 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
                 flush("input")
             apply_id = f"{stage.id}.apply"
             ctx = _context(recipe, stage.id, out, os.path.join(out, apply_id), tasks, workers, current_docs, upstream)
-            gplan: GlobalPlan = spec.build(stage.settings, ctx)
+            gplan: GlobalPlan = _build(spec, stage, ctx, recipe, index)
             for ph in gplan.phases:
                 pid = f"{stage.id}.{ph.name}"
                 pipeline = list(ph.pipeline)
@@ -149,6 +149,14 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
         flush("input")
     plan.final_documents = current_docs
     return plan
+
+
+def _build(spec, stage, ctx: StageContext, recipe: Recipe, index: int):
+    """A stage's builder; a setting it refuses (ValueError) is a recipe problem, reported as one."""
+    try:
+        return spec.build(stage.settings, ctx)
+    except ValueError as e:
+        raise RecipeError(recipe.source, f"stages[{index}].{stage.name}", str(e)) from None
 
 
 def _context(recipe, stage_id, out, pass_dir, tasks, workers, docs, upstream) -> StageContext:

@@ -252,7 +252,7 @@ def _upstream(ctx: StageContext, name: str, phase: str, who: str) -> str:
     return ctx.stage_data_dir(stage_id, phase)
 
 
-@register_stage("semantic_dedup", settings=SemanticDedupSettings, kind="global")
+@register_stage("semantic_dedup", settings=SemanticDedupSettings, kind="global", requires=("neighbors",))
 def build_semantic_dedup(settings: SemanticDedupSettings, ctx: StageContext) -> GlobalPlan:
     """ICLM-style semantic dedup: kNN edges >= threshold form groups; each keeps its smallest id."""
     source = _upstream(ctx, "neighbors", "search", "semantic_dedup")
@@ -262,7 +262,7 @@ def build_semantic_dedup(settings: SemanticDedupSettings, ctx: StageContext) -> 
                       apply=[ListedDuplicatesFilter(out, "semantic_duplicate", ctx.removed_writer(), DUPLICATES)])
 
 
-@register_stage("semdedup", settings=SemDeDupSettings, kind="global")
+@register_stage("semdedup", settings=SemDeDupSettings, kind="global", requires=("embed",))
 def build_semdedup(settings: SemDeDupSettings, ctx: StageContext) -> GlobalPlan:
     """SemDeDup: k-means the embeddings, drop items within 1 - eps of a kept item of their cluster."""
     source = _upstream(ctx, "embed", "embed", "semdedup")

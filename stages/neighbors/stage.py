@@ -232,7 +232,7 @@ class NeighborsFinalize(PipelineStep):
         yield
 
 
-@register_stage("neighbors", settings=NeighborsSettings, kind="global")
+@register_stage("neighbors", settings=NeighborsSettings, kind="global", requires=("embed",))
 def build_neighbors(settings: NeighborsSettings, ctx: StageContext) -> GlobalPlan:
     """k-nearest-neighbour graph of the embeddings (FAISS; exact when small, tuned IVF/HNSW above)."""
     embed_id = ctx.latest("embed")

@@ -267,7 +267,7 @@ class OrderStitch(PipelineStep):
         )
 
 
-@register_stage("order", settings=OrderSettings, kind="global")
+@register_stage("order", settings=OrderSettings, kind="global", requires=("embed", "neighbors"))
 def build_order(settings: OrderSettings, ctx: StageContext) -> GlobalPlan:
     """Order documents along an approximate maximum-similarity path through the kNN graph (ICLM)."""
     emb, nbr = ctx.latest("embed"), ctx.latest("neighbors")

@@ -241,7 +241,7 @@ class PackSummary(PipelineStep):
         write_report_section(self.output_dir, f"Packed windows ({self.context_length} tokens)", figures, histograms)
 
 
-@register_stage("pack", settings=PackSettings, kind="global")
+@register_stage("pack", settings=PackSettings, kind="global", requires=("order",))
 def build_pack(settings: PackSettings, ctx: StageContext) -> GlobalPlan:
     """Pack documents in path order into fixed-length token windows (ICLM concat, or whole documents)."""
     from stages.order.stage import order_file
