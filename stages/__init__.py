@@ -6,6 +6,11 @@ dependencies (torch, faiss, fasttext, ...) lazily, inside the steps, so listing 
 
 from importlib import import_module
 
+from curate.caches import configure_numba_cache
+
+# before any stage module imports numba: compiled kernels go to the user's cache folder
+configure_numba_cache()
+
 FAMILIES = ("io", "clean", "dedup", "embed", "neighbors", "order", "pack")
 
 for _family in FAMILIES:
