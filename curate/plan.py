@@ -113,10 +113,13 @@ class StageContext:
         """Where phase `name` keeps its artifacts (kept apart from datatrove's bookkeeping)."""
         return os.path.join(self.phase_dir(name), "data")
 
-    def removed_writer(self) -> "DiskWriter | None":
-        """A writer for documents this stage drops (with `metadata.filter_reason`), if asked for."""
-        if not self.keep_removed:
-            return None
+    def removed_writer(self) -> "DiskWriter":
+        """A writer for documents this stage drops (with `metadata.filter_reason`): every one of them
+        when the recipe asks to keep them (`removed/`), else a few per reason for the report
+        (`removed_samples/`, see `curate/samples.py`)."""
         from curate.inputs import DocumentsWriter
+        from curate.samples import SAMPLES_SUBDIR, RemovedSampleWriter
 
+        if not self.keep_removed:
+            return RemovedSampleWriter(os.path.join(self.phase_dir_for_documents, SAMPLES_SUBDIR, self.stage_id))
         return DocumentsWriter(os.path.join(self.phase_dir_for_documents, "removed", self.stage_id))

@@ -259,11 +259,14 @@ class OrderStitch(PipelineStep):
                                             "label_agreement", "label_chance") if quality.get(k) is not None}
         figures["mac_random_order"] = float(random_adj.mean()) if len(random_adj) else 0.0
         hist = histogram(adjacent)
-        hist["reference"] = histogram(random_adj)["counts"]
+        hist.update(reference=histogram(random_adj)["counts"], x_label="cosine similarity of adjacent documents",
+                    y_label="adjacent pairs", bars="the path", line="a random order")
+        along = {"values": downsample(adjacent), "x_label": "position in the path (documents)",
+                 "y_label": "cosine similarity to the next", "x_max": len(adjacent)}
         write_report_section(
             self.output_dir, f"Ordering quality ({quality['algorithm']})", figures,
             histograms={"similarity of adjacent documents (bars) vs a random order (line)": hist},
-            series={"similarity of adjacent documents along the path": downsample(adjacent)},
+            series={"similarity of adjacent documents along the path": along},
         )
 
 

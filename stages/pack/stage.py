@@ -279,6 +279,8 @@ class PackSummary(PipelineStep):
             hist["counts"] = [int(x) for x in np.sum(ours, axis=0)]
             hist["reference"] = [int(x) for x in np.sum([s["coherence_random_hist"] for s in slices
                                                          if "coherence_random_hist" in s], axis=0)]
+            hist.update(x_label="window coherence (mean pairwise cosine similarity)", y_label="windows",
+                        bars="packed windows", line="random windows")
             histograms["window coherence: packed windows (bars) vs random windows (line)"] = hist
         write_report_section(self.output_dir, f"Packed windows ({self.context_length} tokens)", figures, histograms)
 
