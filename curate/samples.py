@@ -13,8 +13,9 @@ import glob
 import gzip
 import json
 import os
+from dataclasses import replace
 
-from curate.inputs import DocumentsWriter
+from curate.documents import DocumentsWriter
 
 SAMPLES_SUBDIR = "removed_samples"
 SAMPLES_PER_REASON = 3
@@ -43,8 +44,6 @@ class RemovedSampleWriter(DocumentsWriter):
         self._seen[reason] = seen + 1
         if len(document.text) > self.max_chars:
             # a copy: the filter owns the document (and a later step may still read it)
-            from dataclasses import replace
-
             document = replace(document, text=document.text[: self.max_chars] + " […]",
                                metadata={**document.metadata, "sample_of_chars": len(document.text)})
         super().write(document, rank, **kwargs)

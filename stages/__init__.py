@@ -11,7 +11,7 @@ from curate.caches import configure_numba_cache
 # before any stage module imports numba: compiled kernels go to the user's cache folder
 configure_numba_cache()
 
-FAMILIES = ("io", "clean", "dedup", "embed", "neighbors", "order", "pack")
+FAMILIES = ("clean", "dedup", "embed", "neighbors", "order", "pack")
 
 for _family in FAMILIES:
     import_module(f"{__name__}.{_family}")
