@@ -24,6 +24,7 @@ from curate.documents import DocumentsWriter, documents_reader
 from curate.errors import RecipeError, RunError
 from curate.executors import QuietLocalExecutor, quiet_datatrove_logs
 from curate.inputs import count_input_files, input_reader, prepare_input
+from curate.mainguard import check_caller_guard
 from curate.plan import DOCUMENTS_SUBDIR, GlobalPlan, PlannedPhase, RunPlan, StageContext
 from curate.progress import PhaseMonitor, ProgressCounter
 from curate.ray_cluster import ray_executor, ray_session
@@ -192,6 +193,8 @@ def check_output_folder(plan: RunPlan, overwrite: bool = False) -> RunRecord | N
 def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = False) -> RunRecord:
     """Run every phase in order; returns the run record (also written to OUT/run.json)."""
     console = console or Console(stderr=True)
+    if kind == "local" and any(min(plan.workers, p.tasks) > 1 for p in plan.phases):
+        check_caller_guard()  # worker processes re-import a calling script: it needs the main guard
     previous = check_output_folder(plan, overwrite)
     try:
         os.makedirs(plan.output_dir, exist_ok=True)
