@@ -101,6 +101,10 @@ class ExecutorConfig(_Strict):
     tasks: int = Field(1, ge=1, description="tasks per sharded phase")
     workers: int = Field(-1, description="tasks run at once on this machine (-1: min(tasks, CPU count))")
     seed: int = Field(0, description="seed for every random choice")
+    in_process_mb: float = Field(
+        8.0, ge=0, description="local: an input smaller than this (MB on disk) runs every task in this process, one "
+        "after another, instead of starting worker processes for each phase (seconds each); 0: never"
+    )
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 

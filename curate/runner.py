@@ -23,7 +23,7 @@ from rich.console import Console
 from curate.documents import DocumentsWriter, documents_reader
 from curate.errors import RecipeError, RunError
 from curate.executors import QuietLocalExecutor, quiet_datatrove_logs
-from curate.inputs import count_input_files, input_reader, prepare_input
+from curate.inputs import count_input_files, input_bytes, input_reader, prepare_input
 from curate.mainguard import check_caller_guard
 from curate.plan import DOCUMENTS_SUBDIR, GlobalPlan, PlannedPhase, RunPlan, StageContext
 from curate.progress import PhaseMonitor, ProgressCounter
@@ -63,7 +63,11 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
         pid = pass_id or default_id
         phase_dir = os.path.join(out, pid)
         docs_dir = os.path.join(phase_dir, DOCUMENTS_SUBDIR)
-        n_files = count_input_files(recipe.input) if current_docs is None else None
+        # jsonl and parquet readers share files record by record when there are fewer files than tasks
+        # (curate/readers.py); datatrove's WARC reader does not, so its pass at least splits its output
+        # for the later phases
+        warc = current_docs is None and recipe.input.format == "warc"
+        n_files = count_input_files(recipe.input) if warc else None
         parts = tasks if n_files is not None and n_files < tasks else 1
         pipeline = [
             reader_for(phase_dir),
@@ -144,15 +148,16 @@ def _context(recipe, stage_id, out, pass_dir, tasks, workers, docs, upstream) ->
 # executors
 
 
-def build_executors(plan: RunPlan, kind: str) -> list:
-    """One datatrove executor per phase, each depending on the previous one."""
+def build_executors(plan: RunPlan, kind: str, in_process: bool = False) -> list:
+    """One datatrove executor per phase, each depending on the previous one. `in_process` (local):
+    every task runs in this process, one after another (see `runs_in_process`)."""
     executors = []
     prev = None
     for phase in plan.phases:
         logging_dir = os.path.join(plan.output_dir, phase.id)
         if kind == "local":
             ex = QuietLocalExecutor(
-                phase.pipeline, tasks=phase.tasks, workers=min(plan.workers, phase.tasks),
+                phase.pipeline, tasks=phase.tasks, workers=1 if in_process else min(plan.workers, phase.tasks),
                 logging_dir=logging_dir, depends=prev,
             )
         elif kind == "slurm":
@@ -168,6 +173,18 @@ def build_executors(plan: RunPlan, kind: str) -> list:
 
 # ---------------------------------------------------------------------------------------------------
 # running
+
+
+def runs_in_process(plan: RunPlan, kind: str) -> bool:
+    """Whether a local run's input is small enough (`executor.in_process_mb`) that starting worker
+    processes for every phase (seconds each: interpreter, datatrove, torch, the stage's models) would
+    cost more than the tasks themselves; its tasks then run in this process, one after another.
+    Outputs do not depend on it: each task gets its own copy of the pipeline either way."""
+    limit = plan.recipe.executor.in_process_mb
+    if kind != "local" or limit <= 0:
+        return False
+    size = input_bytes(plan.recipe.input, plan.output_dir)
+    return size is not None and size < limit * 1e6
 
 
 def check_output_folder(plan: RunPlan, overwrite: bool = False) -> RunRecord | None:
@@ -193,8 +210,6 @@ def check_output_folder(plan: RunPlan, overwrite: bool = False) -> RunRecord | N
 def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = False) -> RunRecord:
     """Run every phase in order; returns the run record (also written to OUT/run.json)."""
     console = console or Console(stderr=True)
-    if kind == "local" and any(min(plan.workers, p.tasks) > 1 for p in plan.phases):
-        check_caller_guard()  # worker processes re-import a calling script: it needs the main guard
     previous = check_output_folder(plan, overwrite)
     try:
         os.makedirs(plan.output_dir, exist_ok=True)
@@ -207,8 +222,14 @@ def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = 
         record.resume(previous)
     record.save()
 
+    in_process = runs_in_process(plan, kind)
+    if in_process and any(min(plan.workers, p.tasks) > 1 for p in plan.phases):
+        console.print(f"small input (under executor.in_process_mb = {plan.recipe.executor.in_process_mb:g} MB): "
+                      "tasks run in this process, one after another", highlight=False)
+    elif kind == "local" and any(min(plan.workers, p.tasks) > 1 for p in plan.phases):
+        check_caller_guard()  # worker processes re-import a calling script: it needs the main guard
     try:
-        executors = build_executors(plan, kind)
+        executors = build_executors(plan, kind, in_process)
     except ImportError as e:
         hint = {"ray": "pip install 'curate[ray]'", "slurm": "run on a Slurm login node"}.get(kind, "")
         raise RunError(f"cannot use executor '{kind}': {e}. {hint}") from e

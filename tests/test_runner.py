@@ -263,3 +263,22 @@ def read_docs_file(path: Path) -> list[dict]:
 
     with gz.open(path, "rt") as f:
         return [json.loads(line) for line in f]
+
+
+def test_one_input_file_is_spread_over_every_task(tmp_path):
+    """Fewer files than tasks: every task of the first pass reads its share of the records (task r:
+    records r, r + tasks, ...), problems are listed once, and the documents are those of one task."""
+    docs = synthetic_docs(90)
+    path = write_jsonl_gz(tmp_path / "one" / "all.jsonl.gz", docs[:45] + [{"id": "x"}] + docs[45:])  # line 46: no text
+    three = run_recipe(recipe_dict(path, tmp_path / "t3", stages=["normalize"], tasks=3))
+    one = run_recipe(recipe_dict(path, tmp_path / "t1", stages=["normalize"], tasks=1))
+    per_task = []
+    for rank in range(3):
+        stats = json.loads((Path(three.output_dir) / "normalize" / "stats" / f"{rank:05d}.json").read_text())
+        reader = next(s for s in stats if "READER" in s["name"])
+        per_task.append(reader["stats"]["documents"]["total"])
+    assert per_task == [30, 30, 30]  # 91 records: the bad one is record 45, task 0's
+    assert len(list((Path(three.output_dir) / "normalize" / "documents").glob("*.jsonl.gz"))) == 3
+    assert sorted(map(json.dumps, read_docs(three.final_documents))) == sorted(map(json.dumps, read_docs(one.final_documents)))
+    n, problems = build_report(three.output_dir).problems()
+    assert n == 1 and problems[0]["line"] == 46 and problems[0]["reason"] == "missing_text"
