@@ -24,6 +24,7 @@ from rich.table import Table
 
 from curate import __version__
 from curate.errors import RecipeError, ReportError, RunError
+from curate.final import FINAL_DIR, MANIFEST
 from curate.recipe import load_recipe
 from curate.record import RunRecord
 from curate.registry import all_stages, describe_settings
@@ -105,7 +106,11 @@ def _finish(output_dir: str, final_documents: str | None, report: bool = True) -
     if report:
         rep.print(out_console)
         out_console.print(f"report: {rep.write_html()}")
-    if final_documents:
+    final = os.path.join(output_dir, FINAL_DIR)
+    if os.path.isdir(final):
+        names = ", ".join(sorted(n for n in os.listdir(final) if n != MANIFEST))
+        out_console.print(f"final: {final} ({names}; every file in {MANIFEST})", highlight=False)
+    elif final_documents:
         out_console.print(f"documents: {final_documents}")
     # last, where the eye lands when the run ends: stages that removed (nearly) everything
     for line in rep.heavy_drops():

@@ -57,11 +57,14 @@ class GlobalPlan:
         that drops documents the phases marked as duplicates.
     documents: a folder of `*.jsonl.gz` documents written by the last phase that replaces the
         current document set (for stages that reorder or rewrite the corpus wholesale).
+    outputs: what the stage produces for the user, by name (`windows`: a folder, `order.parquet`: a
+        file); `OUT/final/<name>` points there when the run ends (see `curate/final.py`).
     """
 
     phases: list[Phase]
     apply: list[Any] = field(default_factory=list)
     documents: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class RunPlan:
     phases: list[PlannedPhase] = field(default_factory=list)
     workers_auto: bool = False  # neither the recipe nor the command line set `workers`
     final_documents: str | None = None
+    final_outputs: dict[str, str] = field(default_factory=dict)  # name -> path, for OUT/final
 
     def fingerprint(self) -> dict:
         stages = [

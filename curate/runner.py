@@ -23,6 +23,7 @@ from rich.console import Console
 from curate.documents import DocumentsWriter, documents_reader
 from curate.errors import RecipeError, RunError
 from curate.executors import QuietLocalExecutor, quiet_datatrove_logs
+from curate.final import FINAL_DIR, publish_final
 from curate.inputs import count_input_files, input_bytes, input_reader, prepare_input
 from curate.mainguard import check_caller_guard
 from curate.plan import DOCUMENTS_SUBDIR, GlobalPlan, PlannedPhase, RunPlan, StageContext
@@ -108,6 +109,7 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
                                  gpus=ph.gpus, cpus_per_task=ph.cpus_per_task, mem_per_cpu_gb=ph.mem_per_cpu_gb,
                                  step_stages=owners)
                 )
+            plan.final_outputs.update(gplan.outputs)
             if gplan.documents:
                 current_docs = gplan.documents
                 plan.phases[-1].documents_out = gplan.documents
@@ -204,6 +206,7 @@ def check_output_folder(plan: RunPlan, overwrite: bool = False) -> RunRecord | N
     for name in (previous.path, os.path.join(plan.output_dir, "report.html")):
         if os.path.exists(name):
             os.remove(name)
+    shutil.rmtree(os.path.join(plan.output_dir, FINAL_DIR), ignore_errors=True)
     return None
 
 
@@ -271,4 +274,5 @@ def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = 
             record.save()
     record.status = "done"
     record.save()
+    publish_final(plan.output_dir, plan.final_documents, plan.final_outputs)
     return record

@@ -58,6 +58,10 @@ def test_quickstart_end_to_end(tmp_path):
     assert 0 < len(final) <= len(corpus)
     assert {d["id"] for d in final} <= {d["id"] for d in corpus}
     assert "documents per stage" in res.stdout and "time per phase" in res.stdout
+    # OUT/final: the documents and the packed windows, whatever the last stage
+    assert f"final: {out / 'final'}" in res.stdout
+    assert read_docs(out / "final" / "documents") == final
+    assert list((out / "final" / "windows").glob("*.parquet")) and (out / "final" / "order.parquet").is_file()
     from curate.recipe import load_recipe
     from curate.registry import all_stages
 

@@ -67,8 +67,9 @@ def test_snippet_runs_as_a_script(workdir, index):
         assert len(docs) == 60
     else:
         printed = Path(res.stdout.strip().splitlines()[-1])
+        assert printed == workdir / "out" / "final"
         unique = len({d["text"] for d in synthetic_docs(60, dup_every=6)})
-        assert unique < 60 and printed.is_dir() and len(read_docs(printed)) == unique  # exact duplicates gone
+        assert unique < 60 and len(read_docs(printed / "documents")) == unique  # exact duplicates gone
 
 
 @pytest.mark.parametrize("index", [0, 1])

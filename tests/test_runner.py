@@ -282,3 +282,20 @@ def test_one_input_file_is_spread_over_every_task(tmp_path):
     assert sorted(map(json.dumps, read_docs(three.final_documents))) == sorted(map(json.dumps, read_docs(one.final_documents)))
     n, problems = build_report(three.output_dir).problems()
     assert n == 1 and problems[0]["line"] == 46 and problems[0]["reason"] == "missing_text"
+
+
+def test_final_folder_points_at_the_documents_whatever_the_last_stage(tmp_path, corpus):
+    out = tmp_path / "out"
+    res = run_recipe(recipe_dict(corpus, out, stages=["normalize", "exact_dedup"]))
+    final = Path(res.final)
+    assert final == out / "final"
+    assert (final / "documents").is_symlink() and (final / "documents").resolve() == Path(res.final_documents).resolve()
+    assert read_docs(final / "documents") == read_docs(res.final_documents)
+    manifest = json.loads((final / "manifest.json").read_text())
+    listed = {f["path"] for f in manifest["documents"]["files"]}
+    assert listed == {str(p.relative_to(out)) for p in Path(res.final_documents).glob("*.jsonl.gz")}
+    assert manifest["documents"]["path"] == "exact_dedup.apply/documents" and set(manifest) == {"documents"}
+    # a different recipe into the same folder with --overwrite: the old final/ goes with the old run
+    other = run_recipe(recipe_dict(corpus, out, stages=["normalize"]), overwrite=True)
+    assert (final / "documents").resolve() == Path(other.final_documents).resolve()
+    assert set(json.loads((final / "manifest.json").read_text())) == {"documents"}

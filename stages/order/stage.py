@@ -285,7 +285,7 @@ def build_order(settings: OrderSettings, ctx: StageContext) -> GlobalPlan:
         Phase("paths", [OrderPaths(part_dir, inputs, paths_dir, settings, seed)], tasks=max(1, ctx.tasks)),
         Phase("stitch", [OrderStitch(part_dir, paths_dir, inputs, out_dir, settings, seed,
                                      os.path.join(inputs["neighbors"], "manifest.json"))], tasks=1),
-    ])
+    ], outputs={"order.parquet": os.path.join(out_dir, "order.parquet")})
 
 
 def order_file(ctx: StageContext, stage_id: str | None = None) -> str:

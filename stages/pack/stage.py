@@ -300,4 +300,4 @@ def build_pack(settings: PackSettings, ctx: StageContext) -> GlobalPlan:
                                     ctx.stage_data_dir(emb, "embed") if emb else None, buckets=tasks)], tasks=tasks),
         Phase("windows", [PackShuffleWindows(slices, windows, settings, ctx.seed)], tasks=tasks),
         Phase("summary", [PackSummary(slices, summary, settings.context_length)], tasks=1),
-    ])
+    ], outputs={"windows": windows, "pack.json": os.path.join(summary, "pack.json")})
