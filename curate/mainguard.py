@@ -17,6 +17,7 @@ Only the main process checks: the workers re-importing the script must not.
 from __future__ import annotations
 
 import ast
+import multiprocessing
 import os
 import sys
 
@@ -30,8 +31,6 @@ def _message(path: str, line: int) -> str:
 
 
 def _in_main_process() -> bool:
-    import multiprocessing
-
     if multiprocessing.current_process().name != "MainProcess":
         return False
     mp = sys.modules.get("multiprocess")  # datatrove's pools come from `multiprocess` (dill's fork)
