@@ -3,9 +3,10 @@
 Phases:
 1. `store` (sharded, reads the current documents): (id, text) to parquet, once, so that packing can
    join the order with the documents in polars instead of re-reading jsonl.gz.
-2. `slices` (one task per contiguous slice of the path): joins its slice of `order.parquet` with
-   the store, tokenizes and packs (`concat` or `whole`). A slice's last window is padded, so every
-   token of every document is written exactly once (concat mode). Documents present but missing
+2. `slices` (one task per contiguous slice of the path): joins its slice of `order.parquet` (read
+   through `stages/order/store.py`) with the store, tokenizes and packs (`concat` or `whole`). A
+   slice's last window is padded, so every token of every document is written exactly once (concat
+   mode). Documents present but missing
    from the order are packed at the end of the last slice (counted); ordered ids with no document
    are skipped (counted). Each window is sent to one of the `windows` tasks (its *bucket*): at
    random (seeded) when `shuffle_windows`, else bucket = slice, as `buckets/<bucket>/<slice>.parquet`.
@@ -37,6 +38,7 @@ from curate.atomic import write_json_atomic, write_parquet_atomic
 from curate.figures import histogram, write_report_section
 from curate.plan import GlobalPlan, Phase, StageContext
 from curate.registry import StageSettings, register_stage
+from stages.order.store import order_file, read_order
 
 
 class PackSettings(StageSettings):
@@ -122,7 +124,7 @@ class PackSlices(PipelineStep):
     def _slice(self, rank: int, world_size: int):
         import polars as pl
 
-        order = pl.read_parquet(self.order_path).sort("position")
+        order = read_order(self.order_path)
         n = order.height
         lo, hi = n * rank // world_size, n * (rank + 1) // world_size
         mine = order.slice(lo, hi - lo)
@@ -286,18 +288,13 @@ class PackSummary(PipelineStep):
 @register_stage("pack", settings=PackSettings, kind="global", requires=("order",))
 def build_pack(settings: PackSettings, ctx: StageContext) -> GlobalPlan:
     """Pack documents in path order into fixed-length token windows (ICLM concat, or whole documents)."""
-    from stages.order.stage import order_file
-
-    order_id = ctx.latest("order")
-    if order_id is None:
-        raise ValueError("pack needs an earlier `order` stage in the recipe")
-    emb = ctx.latest("embed")
+    order = order_file(ctx)
+    embed_dir = ctx.upstream_data_dir("embed", "embed", required=False)
     store, slices, windows, summary = (ctx.data_dir(p) for p in ("store", "slices", "windows", "summary"))
     tasks = max(1, ctx.tasks)
     return GlobalPlan(phases=[
         Phase("store", [PackStoreTexts(store)], reads_documents=True),
-        Phase("slices", [PackSlices(order_file(ctx, order_id), store, slices, settings, ctx.seed,
-                                    ctx.stage_data_dir(emb, "embed") if emb else None, buckets=tasks)], tasks=tasks),
+        Phase("slices", [PackSlices(order, store, slices, settings, ctx.seed, embed_dir, buckets=tasks)], tasks=tasks),
         Phase("windows", [PackShuffleWindows(slices, windows, settings, ctx.seed)], tasks=tasks),
         Phase("summary", [PackSummary(slices, summary, settings.context_length)], tasks=1),
     ], outputs={"windows": windows, "pack.json": os.path.join(summary, "pack.json")})
