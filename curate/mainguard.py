@@ -7,7 +7,7 @@ multiprocessing refuses, the worker dies, the pool starts another: the run loops
 tracebacks. Python's fix is the guard; these checks name the line that needs it:
 
 - `check_script_guard()` (when `stages` is first imported by a script): reads the script and finds a
-  datatrove executor's `.run()` or `run_recipe(...)` called at module level outside the guard, where
+  datatrove `LocalPipelineExecutor`'s `.run()` or `run_recipe(...)` called at module level outside the guard, where
   the executor would start processes (not `workers=1`, `tasks=1` or `start_method="fork"`).
 - `check_caller_guard()` (when curate's runner is about to start processes): the same for the line
   of the script that called it, also through functions the script calls at module level.
@@ -78,7 +78,7 @@ def _literal(call: ast.Call, name: str):
 
 
 def _starts_processes(call: ast.Call) -> bool:
-    """Whether a `...PipelineExecutor(...)` call builds an executor that would start a pool."""
+    """Whether a `LocalPipelineExecutor(...)` call builds an executor that would start a pool."""
     if _literal(call, "start_method") == "fork":
         return False
     workers, tasks = _literal(call, "workers"), _literal(call, "tasks")
@@ -105,13 +105,13 @@ def unguarded_starts(source: str) -> list[int]:
                 lines.append(node.lineno)
             elif name == "run" and isinstance(node.func, ast.Attribute):
                 target = node.func.value
-                if isinstance(target, ast.Call) and (_callee(target) or "").endswith("PipelineExecutor"):
+                if isinstance(target, ast.Call) and (_callee(target) or "").endswith("LocalPipelineExecutor"):
                     if _starts_processes(target):
                         lines.append(node.lineno)
                 elif isinstance(target, ast.Name) and target.id in executors:
                     lines.append(node.lineno)
         if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call):
-            if (_callee(stmt.value) or "").endswith("PipelineExecutor") and _starts_processes(stmt.value):
+            if (_callee(stmt.value) or "").endswith("LocalPipelineExecutor") and _starts_processes(stmt.value):
                 executors.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
     return sorted(set(lines))
 
