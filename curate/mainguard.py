@@ -7,8 +7,8 @@ multiprocessing refuses, the worker dies, the pool starts another: the run loops
 tracebacks. Python's fix is the guard; these checks name the line that needs it:
 
 - `check_script_guard()` (when `stages` is first imported by a script): reads the script and finds a
-  datatrove `LocalPipelineExecutor`'s `.run()` or `run_recipe(...)` called at module level outside the guard, where
-  the executor would start processes (not `workers=1`, `tasks=1` or `start_method="fork"`).
+  `LocalPipelineExecutor(...).run()` or `run_recipe(...)` called at module level outside the guard,
+  where the executor would start processes (not `workers=1`, `tasks=1` or `start_method="fork"`).
 - `check_caller_guard()` (when curate's runner is about to start processes): the same for the line
   of the script that called it, also through functions the script calls at module level.
 Only the main process checks: the workers re-importing the script must not.
