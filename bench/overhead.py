@@ -72,7 +72,8 @@ def summary(phases: dict) -> dict:
     rest = [s for pid, s in phases.items() if not pid.startswith("embed.")]
     return {"phases": len(phases), "total_s": round(sum(phases.values()), 2),
             "embed_s": round(sum(s for pid, s in phases.items() if pid.startswith("embed.")), 2),
-            "other_phases_mean_s": round(statistics.mean(rest), 3), "other_phases_median_s": round(statistics.median(rest), 3),
+            "other_phases_mean_s": round(statistics.mean(rest), 3),
+            "other_phases_median_s": round(statistics.median(rest), 3),
             "other_phases_max_s": round(max(rest), 3), "phases_over_1s": sum(1 for s in phases.values() if s > 1.0)}
 
 
@@ -99,7 +100,8 @@ def main() -> None:
         "pools": {"wall_s": round(pools_wall, 2), **summary(pools)},
         "in_process": {"wall_s": round(inproc_wall, 2), **summary(inproc)},
         "ratio_wall": round(pools_wall / inproc_wall, 2),
-        "ratio_other_phases_mean": round(summary(pools)["other_phases_mean_s"] / max(1e-9, summary(inproc)["other_phases_mean_s"]), 1),
+        "ratio_other_phases_mean": round(summary(pools)["other_phases_mean_s"]
+                                         / max(1e-9, summary(inproc)["other_phases_mean_s"]), 1),
         "same_outputs": same,
         "per_phase_s": {pid: [round(pools[pid], 2), round(inproc[pid], 2)] for pid in pools},
     }))

@@ -83,7 +83,8 @@ def hbars(items: list[tuple[str, list[float]]], series: list[str], x_label: str,
         for j, v in enumerate(values):
             w = max(0.0, v * scale)
             y = y0 + j * bar_h
-            out.append(f"<rect x='{label_w}' y='{y}' width='{w:.1f}' height='{bar_h - 2}' fill='{colors[j % len(colors)]}'/>"
+            color = colors[j % len(colors)]
+            out.append(f"<rect x='{label_w}' y='{y}' width='{w:.1f}' height='{bar_h - 2}' fill='{color}'/>"
                        f"<text x='{label_w + w + 4:.1f}' y='{y + bar_h - 4}'>{_esc(value_fmt(v))}</text>")
     out.append(f"<line x1='{label_w}' y1='{top}' x2='{label_w}' y2='{axis_y}' stroke='{GREY}'/>"
                f"<line x1='{label_w}' y1='{axis_y}' x2='{label_w + plot_w}' y2='{axis_y}' stroke='{GREY}'/>"
@@ -113,7 +114,8 @@ def _frame(x0, y0, x1, y1, xticks, yticks, xmap, ymap, x_label, y_label) -> list
     out.append(f"<line x1='{x0}' y1='{y0}' x2='{x0}' y2='{y1}' stroke='{GREY}'/>"
                f"<line x1='{x0}' y1='{y1}' x2='{x1}' y2='{y1}' stroke='{GREY}'/>"
                f"<text x='{(x0 + x1) / 2:.1f}' y='{y1 + 32}' text-anchor='middle'>{_esc(x_label)}</text>"
-               f"<text transform='translate(12,{(y0 + y1) / 2:.1f}) rotate(-90)' text-anchor='middle'>{_esc(y_label)}</text>")
+               f"<text transform='translate(12,{(y0 + y1) / 2:.1f}) rotate(-90)' text-anchor='middle'>"
+               f"{_esc(y_label)}</text>")
     return out
 
 

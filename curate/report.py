@@ -30,7 +30,7 @@ from curate.errors import ReportError
 from curate.figures import REPORT_FILE
 from curate.glossary import GLOSSARY
 from curate.record import PhaseRecord, RunRecord, count_completed
-from curate.samples import removed_samples
+from curate.samples import SAMPLE_CHARS, removed_samples
 # Old import path of the figures API (stages of branches made before curate/figures.py); remove once merged.
 from curate.figures import downsample, histogram, write_report_section  # noqa: F401
 
@@ -125,8 +125,8 @@ class Report:
                     if ph.kind == "documents" and ph is self._first_documents_phase():
                         n = int(c.get("documents", 0))
                         bad = int(c.get("dropped_input", 0))
-                        rows.append(StageRow("input", ph.id, n + bad, n, {k: v for k, v in drops.items() if k != "input"},
-                                             chars, chars, tokens))
+                        reasons = {k: v for k, v in drops.items() if k != "input"}
+                        rows.append(StageRow("input", ph.id, n + bad, n, reasons, chars, chars, tokens))
                 elif step.stage in ("progress", "write"):
                     continue
                 elif "total" in c and ("forwarded" in c or "dropped" in c):
@@ -357,7 +357,9 @@ class Report:
         for (stage, reason), docs in sorted(found.items()):
             out.append(f"<details><summary>{e(stage)}: {e(reason)} ({len(docs)} shown)</summary>")
             for d in docs:
-                out.append(f"<p><b>{e(str(d.get('id')))}</b></p><pre>{e(str(d.get('text', '')))}</pre>")
+                text = str(d.get("text", ""))
+                text = text if len(text) <= SAMPLE_CHARS + 4 else text[:SAMPLE_CHARS] + " […]"  # keep_removed: whole texts
+                out.append(f"<p><b>{e(str(d.get('id')))}</b></p><pre>{e(text)}</pre>")
             out.append("</details>")
         return out
 

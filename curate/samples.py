@@ -49,16 +49,22 @@ class RemovedSampleWriter(DocumentsWriter):
         super().write(document, rank, **kwargs)
 
 
+# With `keep_removed`, `removed/` holds every removed document: read only this many lines of each file.
+KEPT_LINES_READ = 2000
+
+
 def removed_samples(phase_dir: str, limit: int = SAMPLES_PER_REASON) -> dict[tuple[str, str], list[dict]]:
     """(stage id, reason) -> up to `limit` removed documents, from the phase's samples or, when the run
-    kept every removed document, from those."""
+    kept every removed document, from the first lines of those."""
     out: dict[tuple[str, str], list[dict]] = {}
-    for sub in (SAMPLES_SUBDIR, "removed"):
+    for sub, max_lines in ((SAMPLES_SUBDIR, None), ("removed", KEPT_LINES_READ)):
         for stage_dir in sorted(glob.glob(os.path.join(phase_dir, sub, "*"))):
             stage = os.path.basename(stage_dir)
             for path in sorted(glob.glob(os.path.join(stage_dir, "*.jsonl.gz"))):
                 with gzip.open(path, "rt", encoding="utf-8") as f:
-                    for line in f:
+                    for n, line in enumerate(f):
+                        if max_lines is not None and n >= max_lines:
+                            break
                         doc = json.loads(line)
                         key = (stage, str((doc.get("metadata") or {}).get("filter_reason", "?")))
                         bucket = out.setdefault(key, [])

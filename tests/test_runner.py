@@ -219,6 +219,10 @@ def test_removed_documents_are_kept_with_their_reason(tmp_path, corpus):
     assert len(removed) + len(kept) == 300
     assert {d["metadata"]["filter_reason"] for d in removed} == {"exact_duplicate"}
     assert {d["text"] for d in removed} <= {d["text"] for d in kept}
+    # the report shows a few of them, not every one, and no separate samples are written
+    assert not (Path(res.output_dir) / "exact_dedup.apply" / "removed_samples").exists()
+    html = Path(build_report(res.output_dir).write_html()).read_text()
+    assert "<summary>exact_dedup: exact_duplicate (3 shown)</summary>" in html
 
 
 def test_truncated_gzip_is_counted_and_strict_mode_stops_at_the_first_problem(tmp_path):
@@ -279,7 +283,8 @@ def test_one_input_file_is_spread_over_every_task(tmp_path):
         per_task.append(reader["stats"]["documents"]["total"])
     assert per_task == [30, 30, 30]  # 91 records: the bad one is record 45, task 0's
     assert len(list((Path(three.output_dir) / "normalize" / "documents").glob("*.jsonl.gz"))) == 3
-    assert sorted(map(json.dumps, read_docs(three.final_documents))) == sorted(map(json.dumps, read_docs(one.final_documents)))
+    same = [sorted(map(json.dumps, read_docs(r.final_documents))) for r in (three, one)]
+    assert same[0] == same[1]
     n, problems = build_report(three.output_dir).problems()
     assert n == 1 and problems[0]["line"] == 46 and problems[0]["reason"] == "missing_text"
 
