@@ -90,18 +90,17 @@ def _callee(call: ast.Call) -> str | None:
     return f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
 
 
-def unguarded_starts(source: str) -> list[int]:
-    """Lines of module-level code (outside the main guard) that start a process-pool executor or a
-    recipe run."""
-    tree = ast.parse(source)
-    executors: set[str] = set()  # module-level names bound to such executors
+def _starts_in(statements, executors: set[str], starters: set[str]) -> list[int]:
+    """Lines among `statements` that start a process-pool executor or a recipe run, directly or by
+    calling one of `starters` (functions of the script that do); `executors` collects names bound to
+    such executors along the way."""
     lines = []
-    for stmt in _module_level(tree):
+    for stmt in statements:
         for node in ast.walk(stmt):
             if not isinstance(node, ast.Call):
                 continue
             name = _callee(node)
-            if name in _RUNNERS:
+            if name in _RUNNERS or (isinstance(node.func, ast.Name) and name in starters):
                 lines.append(node.lineno)
             elif name == "run" and isinstance(node.func, ast.Attribute):
                 target = node.func.value
@@ -110,10 +109,27 @@ def unguarded_starts(source: str) -> list[int]:
                         lines.append(node.lineno)
                 elif isinstance(target, ast.Name) and target.id in executors:
                     lines.append(node.lineno)
-        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call):
-            if (_callee(stmt.value) or "").endswith("LocalPipelineExecutor") and _starts_processes(stmt.value):
-                executors.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
-    return sorted(set(lines))
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                if (_callee(node.value) or "").endswith("LocalPipelineExecutor") and _starts_processes(node.value):
+                    executors.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return lines
+
+
+def unguarded_starts(source: str) -> list[int]:
+    """Lines of module-level code (outside the main guard) that start a process-pool executor or a
+    recipe run, also through a function of the script called there (`main()` without the guard)."""
+    tree = ast.parse(source)
+    functions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    starters: set[str] = set()
+    changed = True
+    while changed:  # functions that start work, also through other functions of the script
+        changed = False
+        for name, fn in functions.items():
+            if name not in starters and _starts_in(fn.body, set(), starters):
+                starters.add(name)
+                changed = True
+    return sorted(set(_starts_in(list(_module_level(tree)), set(), starters)))
 
 
 def check_script_guard() -> None:

@@ -105,5 +105,12 @@ def test_what_counts_as_an_unguarded_start():
             LocalPipelineExecutor([], tasks=4).run()
         else:
             pass
+        def pipeline():
+            ex = LocalPipelineExecutor([], tasks=4)
+            ex.run()
+        def go():
+            pipeline()
+        go()                                                     # 24: starts through two functions
+        main()                                                   # 25: main() outside the guard
     ''')
-    assert unguarded_starts(src) == [4, 9, 13]
+    assert unguarded_starts(src) == [4, 9, 13, 24, 25]
