@@ -14,13 +14,16 @@
 #   BASE         a python:3.1x image, or Debian bookworm or later / Ubuntu 24.04 or later (their
 #                python3 is >= 3.11); python3 with venv and headers, make, gcc, g++ and libmagic1
 #                are installed with apt-get when the base lacks them.
-#   TORCH_INDEX  where `make setup` takes torch==2.13.0 from (see the Makefile). cpu: PyTorch's CPU
-#                index. gpu: empty, i.e. PyPI, whose torch 2.13.0 Linux wheel is the CUDA 13.0 build
-#                (it brings its CUDA libraries as pip packages; needs an NVIDIA driver >= 580).
+#   TORCH_INDEX  where `make setup` takes torch (its version: constraints.txt) from (see the
+#                Makefile). cpu: PyTorch's CPU index. gpu: empty, i.e. PyPI, whose torch 2.13.0
+#                Linux wheel is the CUDA 13.0 build (it brings its CUDA libraries as pip packages; needs an NVIDIA driver >= 580).
 #                Older drivers: --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126 (or
 #                cu128), if PyTorch publishes 2.13.0 for it.
 #   WHEELS       a folder of wheels pip may take packages from (pip's --find-links), e.g. a local
 #                torch CPU build mounted with podman's `--volume`; empty: none.
+#
+# The images carry curate and what its recipes need (the `ray` extra, for executor.kind: ray), not
+# the test suite's extras (pytest, the reference implementations, hadolint).
 
 ARG BASE=python:3.11-slim-bookworm
 
@@ -45,7 +48,7 @@ WORKDIR /opt/curate
 # change to the code, the recipes or the README reuses the cached layer. `pip install -e` records
 # where the two packages live, not their files: empty package folders stand in until the code is
 # copied, and a one-line README for the package metadata (pyproject's `readme`).
-COPY pyproject.toml Makefile ./
+COPY pyproject.toml Makefile constraints.txt ./
 RUN mkdir -p curate stages && touch curate/__init__.py stages/__init__.py && echo "# curate" >README.md
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
@@ -54,7 +57,7 @@ FROM system AS cpu
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG WHEELS=
 RUN if [ -n "$WHEELS" ]; then export PIP_FIND_LINKS="$WHEELS"; fi \
-    && make setup VENV=/opt/venv TORCH_INDEX="$TORCH_INDEX" EXTRAS=test \
+    && make setup VENV=/opt/venv TORCH_INDEX="$TORCH_INDEX" EXTRAS=ray \
     && rm -rf /root/.cache/pip
 COPY README.md ./
 COPY curate ./curate
@@ -75,7 +78,7 @@ ARG WHEELS=
 # get installed; removing faiss-cpu deletes files they share, so faiss-gpu-cu12 (same version) is
 # then reinstalled over it and no file of the CPU build is left.
 RUN if [ -n "$WHEELS" ]; then export PIP_FIND_LINKS="$WHEELS"; fi \
-    && make setup VENV=/opt/venv TORCH_INDEX="$TORCH_INDEX" EXTRAS=test,gpu \
+    && make setup VENV=/opt/venv TORCH_INDEX="$TORCH_INDEX" EXTRAS=ray,gpu \
     && faiss_gpu="$(/opt/venv/bin/python -m pip show faiss-gpu-cu12 | sed -n 's/^Version: //p')" \
     && /opt/venv/bin/python -m pip uninstall -y faiss-cpu \
     && /opt/venv/bin/python -m pip install --force-reinstall --no-deps "faiss-gpu-cu12==$faiss_gpu" \

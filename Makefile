@@ -3,7 +3,10 @@
 # machine needs.
 PYTHON ?= python3
 VENV ?= .venv
+# Extras to install (comma-separated; empty: none). The Docker images set their own (no `test`).
 EXTRAS ?= test
+# The tested versions (torch's exact pin among them); pyproject.toml only has ranges.
+CONSTRAINTS ?= constraints.txt
 # Where torch comes from. Empty: the configured package index (on the project's machines that gives
 # the local CPU build). Docker sets https://download.pytorch.org/whl/cpu or .../cu126.
 TORCH_INDEX ?=
@@ -12,11 +15,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup quickstart test test-fast bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch==2.13.0 --index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) torch --index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".$(if $(EXTRAS),[$(EXTRAS)])"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.documents import read_documents  # noqa: F401 (part of this API: the documents of a run)
+from curate.final import FINAL_DIR
 from curate.recipe import Recipe, load_recipe
 from curate.record import RunRecord
 from curate.runner import RunPlan, execute, plan_run
@@ -26,6 +27,12 @@ class RunResult:
     @property
     def final_documents(self) -> str | None:
         return self.plan.final_documents
+
+    @property
+    def final(self) -> str:
+        """`OUT/final`: the final documents and every stage's final outputs (packed windows, the order)
+        as links, and `manifest.json` listing their files (see `curate/final.py`)."""
+        return os.path.join(self.output_dir, FINAL_DIR)
 
 
 def run_recipe(

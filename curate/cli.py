@@ -15,13 +15,16 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from curate import __version__
 from curate.errors import RecipeError, ReportError, RunError
+from curate.final import FINAL_DIR, MANIFEST
 from curate.recipe import load_recipe
 from curate.record import RunRecord
 from curate.registry import all_stages, describe_settings
@@ -33,6 +36,23 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 err_console = Console(stderr=True)
 # Piped output (files, CI logs, tests) gets wide lines instead of rich's 80-column wrapping.
 out_console = Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _version() -> str:
+    """The installed distribution's version (what pip reports), else the source tree's."""
+    try:
+        return version("curate")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return __version__
+
+
+@app.callback(invoke_without_command=True)
+def _main_options(
+    show_version: bool = typer.Option(False, "--version", is_eager=True, help="print curate's version and exit"),
+) -> None:
+    if show_version:
+        out_console.print(f"curate {_version()}", highlight=False)
+        raise typer.Exit(0)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -82,12 +102,19 @@ def run(
 
 
 def _finish(output_dir: str, final_documents: str | None, report: bool = True) -> None:
+    rep = build_report(output_dir)
     if report:
-        rep = build_report(output_dir)
         rep.print(out_console)
         out_console.print(f"report: {rep.write_html()}")
-    if final_documents:
+    final = os.path.join(output_dir, FINAL_DIR)
+    if os.path.isdir(final):
+        names = ", ".join(sorted(n for n in os.listdir(final) if n != MANIFEST))
+        out_console.print(f"final: {final} ({names}; every file in {MANIFEST})", highlight=False)
+    elif final_documents:
         out_console.print(f"documents: {final_documents}")
+    # last, where the eye lands when the run ends: stages that removed (nearly) everything
+    for line in rep.heavy_drops():
+        err_console.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -13,6 +13,7 @@ import sys
 
 import datatrove.executor.base as base
 import datatrove.utils.logging as dt_logging
+import dill
 from datatrove.executor import LocalPipelineExecutor
 from loguru import logger
 
@@ -71,8 +72,21 @@ def _close_task_logger(logfile) -> None:
 
 
 class QuietLocalExecutor(LocalPipelineExecutor):
-    """LocalPipelineExecutor whose tasks (possibly in pool processes) use curate's console level."""
+    """LocalPipelineExecutor whose tasks (possibly in pool processes) use curate's console level.
+
+    With `workers=1` datatrove runs the tasks one after another in this process, all on the same
+    step objects: counters would add up from task to task and per-task state would leak. Each task
+    here gets its own copy of the pipeline instead, made the way a worker process gets it (dill), so a
+    task's output and stats do not depend on where it ran.
+    """
 
     def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
         quiet_datatrove_logs()
-        return super()._run_for_rank(rank, local_rank, node_rank)
+        if self.workers != 1:
+            return super()._run_for_rank(rank, local_rank, node_rank)
+        original = self.pipeline
+        self.pipeline = dill.loads(dill.dumps(original))
+        try:
+            return super()._run_for_rank(rank, local_rank, node_rank)
+        finally:
+            self.pipeline = original

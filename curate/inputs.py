@@ -39,6 +39,27 @@ def count_input_files(inp: InputConfig) -> int | None:
     return n
 
 
+def input_bytes(inp: InputConfig, output_dir: str) -> int | None:
+    """Bytes on disk of a local input (after `prepare_input`), None when not known (remote, a dataset)."""
+    if inp.format == "python_docs":
+        paths: list[str] = [os.path.join(output_dir, "_corpus", "python_docs")]
+    elif inp.format in ("jsonl", "parquet", "warc") and inp.paths is not None:
+        paths = [inp.paths] if isinstance(inp.paths, str) else list(inp.paths)
+    else:
+        return None
+    files: list[str] = []
+    for p in paths:
+        if "://" in p:
+            return None
+        if glob.has_magic(p):
+            files += glob.glob(p, recursive=True)
+        elif os.path.isdir(p):
+            files += [os.path.join(d, f) for d, _, names in os.walk(p) for f in names]
+        else:
+            files.append(p)
+    return sum(os.path.getsize(f) for f in files if os.path.isfile(f))
+
+
 def _split_paths(paths: str | list[str]) -> tuple[str, str | None, list[str] | None]:
     """Map `paths` onto datatrove's (data_folder, glob_pattern) or a list of files under one folder."""
     if isinstance(paths, list) and len(paths) == 1:

@@ -25,6 +25,7 @@ from curate.documents import DOCUMENTS_GLOB, DOCUMENTS_SUBDIR, DocumentsWriter  
 from curate.errors import MissingStageError
 from curate.paths import safe_name
 from curate.recipe import Recipe
+from curate.samples import SAMPLES_SUBDIR, RemovedSampleWriter
 
 
 @dataclass
@@ -57,11 +58,14 @@ class GlobalPlan:
         that drops documents the phases marked as duplicates.
     documents: a folder of `*.jsonl.gz` documents written by the last phase that replaces the
         current document set (for stages that reorder or rewrite the corpus wholesale).
+    outputs: what the stage produces for the user, by name (`windows`: a folder, `order.parquet`: a
+        file); `OUT/final/<name>` points there when the run ends (see `curate/final.py`).
     """
 
     phases: list[Phase]
     apply: list[Any] = field(default_factory=list)
     documents: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,10 +125,12 @@ class StageContext:
         """Where phase `name` keeps its artifacts (kept apart from datatrove's bookkeeping)."""
         return os.path.join(self.phase_dir(name), "data")
 
-    def removed_writer(self) -> DocumentsWriter | None:
-        """A writer for documents this stage drops (with `metadata.filter_reason`), if asked for."""
+    def removed_writer(self) -> DocumentsWriter:
+        """A writer for documents this stage drops (with `metadata.filter_reason`): every one of them
+        when the recipe asks to keep them (`removed/`), else a few per reason for the report
+        (`removed_samples/`, see `curate/samples.py`)."""
         if not self.keep_removed:
-            return None
+            return RemovedSampleWriter(os.path.join(self.phase_dir_for_documents, SAMPLES_SUBDIR, self.stage_id))
         return DocumentsWriter(os.path.join(self.phase_dir_for_documents, "removed", self.stage_id))
 
 
@@ -156,6 +162,7 @@ class RunPlan:
     phases: list[PlannedPhase] = field(default_factory=list)
     workers_auto: bool = False  # neither the recipe nor the command line set `workers`
     final_documents: str | None = None
+    final_outputs: dict[str, str] = field(default_factory=dict)  # name -> path, for OUT/final
 
     def fingerprint(self) -> dict:
         stages = [

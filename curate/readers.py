@@ -17,8 +17,13 @@ and is not fatal in strict mode.
 Duplicate ids are not dropped (the texts may differ): the later document is renamed to
 `<id>@<file>:<line>`, keeps its original id in `metadata.original_id`, and is listed as a
 `duplicate_id` problem (counted as `input_duplicate_id_renamed`). Ids are compared within one input
-task (each task reads whole files), so with `tasks > 1` a repeat in a file read by another task is
-not seen here.
+task, so with `tasks > 1` a repeat that another task reads is not seen here.
+
+Sharding: with at least as many files as tasks, each task reads whole files (datatrove's file
+shards). With fewer files than tasks (one big file, say), every task reads every file and keeps every
+`tasks`-th record (task r: records r, r + tasks, ...; blank lines do not count), so all tasks share
+the work of the first pass; each task still decompresses and splits the whole input, but parses
+(and cleans, filters, ...) only its own records. A problem with a whole file is reported once (task 0).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import os
 import zlib
 
 import orjson
+from datatrove.io import get_shard_from_paths_file
 from datatrove.pipeline.readers import JsonlReader, ParquetReader
 
 from curate.atomic import partial_name
@@ -62,12 +68,31 @@ class _ProblemLog:
         self._problems_tmp = None
         self._seen_ids: set[str] = set()
         self._rank = 0
+        self._stride = (0, 1)  # (this task, tasks) when tasks share files record by record; see the module doc
+        self._record = 0
+
+    def _take(self) -> bool:
+        """Whether the next record of the input belongs to this task (always, with whole-file shards)."""
+        mine, every = self._stride
+        index, self._record = self._record, self._record + 1
+        return every == 1 or index % every == mine
+
+    def _file_problem_is_mine(self) -> bool:
+        """A problem with a whole file is seen by every task that shares the file: task 0 reports it."""
+        return self._stride[1] == 1 or self._stride[0] == 0
+
+    def _all_files(self) -> list[str]:
+        if self.paths_file:
+            return list(get_shard_from_paths_file(self.paths_file, 0, 1))
+        return self.data_folder.get_shard(0, 1, recursive=self.recursive, glob_pattern=self.glob_pattern) or []
 
     def _where(self, filepath: str) -> str:
         return self.data_folder.resolve_paths(filepath)
 
     def _problem(self, filepath: str, line: int | None, reason: str, detail: str = "", dropped: int = 1,
-                 fatal: bool = True) -> None:
+                 fatal: bool = True, whole_file: bool = False) -> None:
+        if whole_file and not self._file_problem_is_mine():
+            return
         where = self._where(filepath)
         if self.strict and fatal:
             at = f"{where}:{line}" if line is not None else where
@@ -140,9 +165,16 @@ class _ProblemLog:
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         self._rank = rank
         self._seen_ids = set()
+        self._record = 0
+        self._stride = (0, 1)
         ok = False
         try:
-            yield from super().run(data, rank, world_size)
+            if world_size > 1 and len(self._all_files()) < world_size:
+                # fewer files than tasks: every task reads them all and keeps its share of the records
+                self._stride = (rank, world_size)
+                yield from super().run(data, 0, 1)
+            else:
+                yield from super().run(data, rank, world_size)
             ok = True
         finally:
             self._finish_problems(ok)
@@ -195,16 +227,16 @@ class CountingJsonlReader(_ProblemLog, JsonlReader):
             try:
                 head = f.read1(SNIFF_BYTES) if hasattr(f, "read1") else f.read(SNIFF_BYTES)
             except (EOFError, OSError, zlib.error) as e:
-                self._problem(filepath, 1, _read_error(e), str(e))
+                self._problem(filepath, 1, _read_error(e), str(e), whole_file=True)
                 return
             if not head:
-                self._problem(filepath, None, "empty_file", "no records", dropped=0, fatal=False)
+                self._problem(filepath, None, "empty_file", "no records", dropped=0, fatal=False, whole_file=True)
                 return
             binary = next((what for sig, what in _SIGNATURES.items() if head.startswith(sig)), None)
             if binary is None and NUL in head:
                 binary = f"binary data (NUL byte at offset {head.index(NUL)})"
             if binary is not None:
-                self._problem(filepath, 1, "not_jsonl", f"{binary}; file skipped")
+                self._problem(filepath, 1, "not_jsonl", f"{binary}; file skipped", whole_file=True)
                 return
             stream = io.BufferedReader(_Prepend(head, f), buffer_size=1 << 16)
             line_no = 0
@@ -212,12 +244,12 @@ class CountingJsonlReader(_ProblemLog, JsonlReader):
                 try:
                     raw = stream.readline()
                 except (EOFError, OSError, zlib.error) as e:  # truncated gzip and friends: the rest is lost
-                    self._problem(filepath, line_no + 1, _read_error(e), str(e))
+                    self._problem(filepath, line_no + 1, _read_error(e), str(e), whole_file=True)
                     return
                 if not raw:
                     return
                 line_no += 1
-                if not raw.strip():
+                if not raw.strip() or not self._take():
                     continue
                 with self.track_time():
                     try:
@@ -270,7 +302,7 @@ class CountingParquetReader(_ProblemLog, ParquetReader):
             try:
                 pqf = pq.ParquetFile(f)
             except (pa.ArrowException, OSError) as e:
-                self._problem(filepath, None, "unreadable_file", f"not a parquet file: {e}")
+                self._problem(filepath, None, "unreadable_file", f"not a parquet file: {e}", whole_file=True)
                 return
             with pqf:
                 schema = pqf.schema_arrow
@@ -280,13 +312,15 @@ class CountingParquetReader(_ProblemLog, ParquetReader):
                     got = "has no such column" if idx < 0 else f"is {schema.field(idx).type}"
                     self._problem(filepath, None, "wrong_schema",
                                   f"expects a string column '{self.text_key}', which {got}; columns: {has}",
-                                  dropped=pqf.metadata.num_rows)
+                                  dropped=pqf.metadata.num_rows, whole_file=True)
                     return
                 row = 0
                 try:
                     for batch in pqf.iter_batches(batch_size=self.batch_size):
                         for record in batch.to_pylist():
                             row += 1
+                            if not self._take():
+                                continue
                             with self.track_time():
                                 if self._text_problem(record, filepath, row):
                                     continue
@@ -294,4 +328,5 @@ class CountingParquetReader(_ProblemLog, ParquetReader):
                             if document is not None:
                                 yield document
                 except (pa.ArrowException, OSError) as e:
-                    self._problem(filepath, row + 1, "truncated_file", f"unreadable from row {row + 1}: {e}")
+                    self._problem(filepath, row + 1, "truncated_file", f"unreadable from row {row + 1}: {e}",
+                                  whole_file=True)

@@ -101,6 +101,10 @@ class ExecutorConfig(_Strict):
     tasks: int = Field(1, ge=1, description="tasks per sharded phase")
     workers: int = Field(-1, description="tasks run at once on this machine (-1: min(tasks, CPU count))")
     seed: int = Field(0, description="seed for every random choice")
+    in_process_mb: float = Field(
+        8.0, ge=0, description="local: an input smaller than this (MB on disk) runs every task in this process, one "
+        "after another, instead of starting worker processes for each phase (seconds each); 0: never"
+    )
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 
@@ -218,7 +222,38 @@ def _validate_stages(entries: list[Any], err) -> list[StageEntry]:
         except ValueError as e:
             raise err(("stages", i), str(e)) from None
         out.append(StageEntry(stage_id, name, spec.kind, settings))
+    _check_stage_order(out, registry, err)
     return out
+
+
+def _check_stage_order(stages: list[StageEntry], registry: dict, err) -> None:
+    """Every stage's `requires` (stages whose output it reads) must come earlier in the list."""
+    for i, stage in enumerate(stages):
+        earlier = {s.name for s in stages[:i]}
+        for needed in registry[stage.name].requires:
+            if needed in earlier:
+                continue
+            later = next((j for j in range(i + 1, len(stages)) if stages[j].name == needed), None)
+            where = (f"'{needed}' comes after it (stages[{later}]): move it before" if later is not None
+                     else f"add the stage '{needed}' before it")
+            chain = _dependency_chain(stage.name, registry)
+            raise err(("stages", i), f"stage '{stage.name}' reads the output of an earlier '{needed}' stage; {where} "
+                                     f"(in order: {', '.join(chain)})")
+
+
+def _dependency_chain(name: str, registry: dict) -> list[str]:
+    """`name` after everything it needs, transitively: pack -> embed, neighbors, order, pack."""
+    chain: list[str] = []
+
+    def visit(n: str, seen: tuple = ()) -> None:
+        if n in chain or n in seen or n not in registry:
+            return
+        for dep in registry[n].requires:
+            visit(dep, seen + (n,))
+        chain.append(n)
+
+    visit(name)
+    return chain
 
 
 def _check_input(inp: InputConfig, err) -> None:

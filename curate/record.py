@@ -83,6 +83,7 @@ class RunRecord:
     phases: list[PhaseRecord]
     status: str | None = None  # None while running; done, failed or submitted
     fingerprint_hash: str = ""
+    final_outputs: dict[str, str] = field(default_factory=dict)  # name -> path, for OUT/final (curate/final.py)
 
     def __post_init__(self):
         self.fingerprint_hash = self.fingerprint_hash or fingerprint_hash(self.fingerprint)
@@ -93,7 +94,7 @@ class RunRecord:
         phases = [PhaseRecord(p.id, p.label, p.kind, list(p.stages), p.tasks, p.documents_out, list(p.step_stages))
                   for p in plan.phases]
         return cls(plan.output_dir, plan.recipe.source, plan.recipe.name, executor, plan.tasks, plan.workers,
-                   plan.fingerprint(), plan.final_documents, phases)
+                   plan.fingerprint(), plan.final_documents, phases, final_outputs=dict(plan.final_outputs))
 
     @classmethod
     def path_in(cls, output_dir: str) -> str:
@@ -111,7 +112,7 @@ class RunRecord:
         return cls(output_dir, d.get("recipe", "?"), d.get("name", "?"), d.get("executor", "?"), int(d.get("tasks", 0)),
                    int(d.get("workers", 0)), d.get("fingerprint", {}), d.get("final_documents"),
                    [PhaseRecord.from_dict(p) for p in d.get("phases", [])], d.get("status"),
-                   d.get("fingerprint_hash", ""))
+                   d.get("fingerprint_hash", ""), dict(d.get("final_outputs") or {}))
 
     @property
     def path(self) -> str:

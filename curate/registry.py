@@ -33,6 +33,7 @@ class StageSpec:
     build: Callable[..., Any]
     help: str
     module: str
+    requires: tuple[str, ...] = ()  # stages that must come earlier in a recipe (their outputs are read)
 
     @property
     def family(self) -> str:
@@ -45,11 +46,14 @@ _REGISTRY: dict[str, StageSpec] = {}
 _loaded = False
 
 
-def register_stage(name: str, *, settings: type[StageSettings], kind: StageKind, help: str | None = None):
+def register_stage(name: str, *, settings: type[StageSettings], kind: StageKind, help: str | None = None,
+                   requires: tuple[str, ...] | list[str] = ()):
     """Decorator registering a stage builder.
 
     document stages: `build(settings, ctx) -> list[PipelineStep]`
     global stages:   `build(settings, ctx) -> GlobalPlan`
+    requires: names of stages whose output this one reads (`order` reads `embed` and `neighbors`);
+        `curate validate` refuses a recipe where one of them is missing or comes later.
     """
     if kind not in ("document", "global"):
         raise ValueError(f"stage {name!r}: kind must be 'document' or 'global', not {kind!r}")
@@ -62,7 +66,7 @@ def register_stage(name: str, *, settings: type[StageSettings], kind: StageKind,
         existing = _REGISTRY.get(name)
         if existing is not None and existing.module != build.__module__:
             raise ValueError(f"stage {name!r} registered twice ({existing.module} and {build.__module__})")
-        _REGISTRY[name] = StageSpec(name, settings, kind, build, line, build.__module__)
+        _REGISTRY[name] = StageSpec(name, settings, kind, build, line, build.__module__, tuple(requires))
         return build
 
     return decorator

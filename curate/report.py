@@ -5,7 +5,12 @@ HTML (`OUT/report.html`, self-contained, inline SVG): the same, plus the retenti
 any figures stages published.
 
 Stages publish extra figures through `curate/figures.py` (`OUT/<phase>/report.json`); this module
-only reads and renders them.
+only reads and renders them. The format:
+    {"title": str, "figures": {name: number}, "histograms": {name: {"edges": [...], "counts": [...],
+     "reference": [...] (optional, same bins), "x_label", "y_label", "bars", "line" (optional: axis
+     titles and legend)}}, "series": {name: [numbers] or {"values": [...], "x_label", "y_label",
+     "x_max" (optional: what the last point's x is, for a downsampled series)}}}
+Figures named in `curate/glossary.py` are explained beside their value.
 """
 
 from __future__ import annotations
@@ -19,12 +24,18 @@ from dataclasses import dataclass, field
 from datatrove.utils.stats import PipelineStats
 from rich.table import Table
 
+from curate import plots
 from curate.atomic import atomic_path
 from curate.errors import ReportError
 from curate.figures import REPORT_FILE
+from curate.glossary import GLOSSARY
 from curate.record import PhaseRecord, RunRecord, count_completed
+from curate.samples import SAMPLE_CHARS, removed_samples
 # Old import path of the figures API (stages of branches made before curate/figures.py); remove once merged.
 from curate.figures import downsample, histogram, write_report_section  # noqa: F401
+
+
+HEAVY_DROP = 0.99  # a stage dropping at least this share of its input is flagged at the end of a run
 
 
 def _total(v) -> float:
@@ -63,6 +74,9 @@ class StageRow:
     docs_in: int
     docs_out: int
     drops: dict[str, int]
+    chars_in: int | None = None  # characters of text in / out (None: the step does not count them)
+    chars_out: int | None = None
+    tokens_out: int | None = None  # where documents carry a token count (datatrove's doc_len_tokens)
 
 
 def _load_phase(run: RunRecord, entry: PhaseRecord) -> PhaseStats:
@@ -96,26 +110,38 @@ class Report:
 
     # ---- derived tables ------------------------------------------------------------------------
     def stage_rows(self) -> list[StageRow]:
-        """Documents in/out for reading, every filtering or rewriting stage, and writing, in order."""
+        """Documents (and characters) in/out for reading, every filtering or rewriting stage, and
+        writing, in order."""
         rows: list[StageRow] = []
+        chars: int | None = None  # characters flowing out of the previous row
         for ph in self.phases:
             for step in ph.steps:
                 c = step.counters
                 drops = {k[len("dropped_"):]: int(v) for k, v in c.items() if k.startswith("dropped_") and v}
-                if step.stage == "read" and ph.kind == "documents" and ph is self._first_documents_phase():
-                    n = int(c.get("documents", 0))
-                    bad = int(c.get("dropped_input", 0))
-                    rows.append(StageRow("input", ph.id, n + bad, n, {k: v for k, v in drops.items() if k != "input"}))
-                elif step.stage in ("read", "progress", "write"):
+                tokens = int(c["doc_len_tokens"]) if c.get("doc_len_tokens") else None
+                if step.stage == "read":
+                    if "doc_len" in c:  # each pass starts from what its reader saw
+                        chars = int(c["doc_len"])
+                    if ph.kind == "documents" and ph is self._first_documents_phase():
+                        n = int(c.get("documents", 0))
+                        bad = int(c.get("dropped_input", 0))
+                        reasons = {k: v for k, v in drops.items() if k != "input"}
+                        rows.append(StageRow("input", ph.id, n + bad, n, reasons, chars, chars, tokens))
+                elif step.stage in ("progress", "write"):
                     continue
                 elif "total" in c and ("forwarded" in c or "dropped" in c):
-                    rows.append(StageRow(step.stage, ph.id, int(c["total"]), int(c.get("forwarded", 0)), drops))
+                    out = _chars_out(c, chars)
+                    rows.append(StageRow(step.stage, ph.id, int(c["total"]), int(c.get("forwarded", 0)), drops,
+                                         chars, out, tokens))
+                    chars = out
         last = self._last_documents_phase()
         if last is not None:
             writer = next((s for s in last.steps if s.stage == "write"), None)
             if writer is not None:
                 n = int(writer.counters.get("total", 0))
-                rows.append(StageRow("output", last.id, n, n, {}))
+                written = int(writer.counters["doc_len"]) if "doc_len" in writer.counters else None
+                tokens = int(writer.counters["doc_len_tokens"]) if writer.counters.get("doc_len_tokens") else None
+                rows.append(StageRow("output", last.id, n, n, {}, written, written, tokens))
         return rows
 
     def crawl_funnel(self) -> str:
@@ -131,6 +157,27 @@ class Report:
         kept = f"{out / pages:.1%}" if pages else "-"
         return (f"WARC funnel: {records:,} records, {pages:,} pages (response records), "
                 f"{out:,} documents out = {kept} of pages")
+
+    def heavy_drops(self, threshold: float = HEAVY_DROP) -> list[str]:
+        """One line per stage that dropped at least `threshold` of the documents it received: almost
+        always a setting that does not fit the data (a language code, a length bound, a threshold)."""
+        lines = []
+        for r in self.stage_rows():
+            if r.stage in ("input", "output") or r.docs_in == 0:
+                continue
+            dropped = r.docs_in - r.docs_out
+            if dropped / r.docs_in >= threshold:
+                top = sorted(r.drops.items(), key=lambda kv: -kv[1])[:3]
+                why = ", ".join(f"{k}: {v:,}" for k, v in top) or "no reason recorded"
+                name = self.stage_names().get(r.stage, r.stage)
+                lines.append(f"stage '{r.stage}' dropped {dropped:,} of its {r.docs_in:,} documents "
+                             f"({dropped / r.docs_in:.1%}; {why}): check its settings (`curate stages {name}`)")
+        return lines
+
+    def stage_names(self) -> dict[str, str]:
+        """stage id -> registered stage name (`normalize_2` -> `normalize`), from run.json."""
+        stages = (self.run.fingerprint or {}).get("stages") or []
+        return {s["id"]: s["name"] for s in stages if "id" in s and "name" in s}
 
     def _first_documents_phase(self):
         return next((p for p in self.phases if p.kind == "documents"), None)
@@ -169,12 +216,12 @@ class Report:
         console.print(f"[bold]{self.run.name}[/] ({status}) in {self.out_dir}: "
                       f"{len(self.phases)} phases, {total_wall:.1f}s")
         t = Table(title="documents per stage")
-        for col in ("stage", "phase", "in", "out", "kept", "dropped by reason"):
-            t.add_column(col, justify="right" if col in ("in", "out", "kept") else "left")
+        for col in ("stage", "phase", "in", "out", "kept", "chars out", "chars kept", "dropped by reason"):
+            t.add_column(col, justify="right" if col in ("in", "out", "kept", "chars out", "chars kept") else "left")
         for r in self.stage_rows():
-            kept = f"{r.docs_out / r.docs_in:.1%}" if r.docs_in else "-"
             reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(r.drops.items(), key=lambda kv: -kv[1]))
-            t.add_row(r.stage, r.phase, f"{r.docs_in:,}", f"{r.docs_out:,}", kept, reasons)
+            t.add_row(r.stage, r.phase, f"{r.docs_in:,}", f"{r.docs_out:,}", _share(r.docs_out, r.docs_in),
+                      _count(r.chars_out), _share(r.chars_out, r.chars_in), reasons)
         console.print(t)
         crawl = self.crawl_funnel()
         if crawl:
@@ -211,29 +258,45 @@ class Report:
     def to_html(self) -> str:
         e = html.escape
         rows = self.stage_rows()
+        has_tokens = any(r.tokens_out is not None for r in rows)
         parts = [
             "<!doctype html><html><head><meta charset='utf-8'>",
             f"<title>curate report: {e(str(self.run.name))}</title>",
             "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
-            "td.n{text-align:right}h2{margin-top:1.5em}</style></head><body>",
+            "td.n{text-align:right}h2{margin-top:1.5em}dt{font-weight:bold;margin-top:.5em}"
+            "details{margin:.3em 0}summary{cursor:pointer}pre{white-space:pre-wrap;background:#f6f6f6;"
+            "padding:6px;margin:4px 0;font-size:12px}</style></head><body>",
             f"<h1>curate report: {e(str(self.run.name))}</h1>",
             f"<p>recipe {e(str(self.run.recipe))}; executor {e(str(self.run.executor))}; "
             f"status {e(str(self.run.status or '?'))}; output {e(self.out_dir)}</p>",
+        ]
+        for line in self.heavy_drops():
+            parts.append(f"<p style='color:#a05a00'><b>warning:</b> {e(line)}</p>")
+        parts += [
             "<h2>Retention funnel</h2>",
-            _svg_bars([(r.stage, r.docs_out) for r in rows], max(([r.docs_in for r in rows] or [1]) + [1])),
+            "<p>Share of the input still there after each stage: documents, and characters of text "
+            "(paragraph and substring dedup remove text from documents they keep).</p>",
+            self._funnel_plot(rows),
             f"<p>{e(self.crawl_funnel())}</p>" if self.crawl_funnel() else "",
-            "<table><tr><th>stage</th><th>phase</th><th>in</th><th>out</th><th>kept</th><th>dropped by reason</th></tr>",
+            "<table><tr><th>stage</th><th>phase</th><th>documents in</th><th>out</th><th>kept</th>"
+            "<th>characters out</th><th>kept</th>" + ("<th>tokens out</th>" if has_tokens else "")
+            + "<th>dropped by reason</th></tr>",
         ]
         for r in rows:
-            kept = f"{r.docs_out / r.docs_in:.1%}" if r.docs_in else "-"
             reasons = "<br>".join(f"{e(k)}: {v:,}" for k, v in sorted(r.drops.items(), key=lambda kv: -kv[1]))
+            tokens = f"<td class=n>{_count(r.tokens_out)}</td>" if has_tokens else ""
             parts.append(f"<tr><td>{e(r.stage)}</td><td>{e(r.phase)}</td><td class=n>{r.docs_in:,}</td>"
-                         f"<td class=n>{r.docs_out:,}</td><td class=n>{kept}</td><td>{reasons}</td></tr>")
+                         f"<td class=n>{r.docs_out:,}</td><td class=n>{_share(r.docs_out, r.docs_in)}</td>"
+                         f"<td class=n>{_count(r.chars_out)}</td><td class=n>{_share(r.chars_out, r.chars_in)}</td>"
+                         f"{tokens}<td>{reasons}</td></tr>")
         parts.append("</table>")
-        drops = [(f"{r.stage}: {k}", v) for r in rows for k, v in r.drops.items()]
+        drops = [(f"{r.stage}: {k}", [v]) for r in rows for k, v in r.drops.items()]
         if drops:
-            parts += ["<h2>Drops by reason</h2>", _svg_bars(sorted(drops, key=lambda x: -x[1]), max(v for _, v in drops))]
+            parts += ["<h2>Drops by reason</h2>",
+                      plots.hbars(sorted(drops, key=lambda x: -x[1][0]), ["documents"], "documents dropped",
+                                  value_fmt=lambda v: f"{int(v):,}")]
+        parts += self._samples_html(removed_samples)
         n_problems, first = self.problems(limit=PROBLEMS_SHOWN_HTML)
         parts.append(f"<h2 id=problems>Input problems ({n_problems})</h2>")
         if first:
@@ -248,32 +311,99 @@ class Report:
                              f"<td>{e(str(p.get('detail', '')))}</td></tr>")
             parts.append("</table>")
         parts.append("<h2>Phases</h2><table><tr><th>phase</th><th>status</th><th>tasks</th><th>wall s</th>"
-                     "<th>task time s</th><th>counters</th></tr>")
+                     "<th>task time s</th></tr>")
         for p in self.phases:
-            counters = "<br>".join(
-                f"{e(s.stage)} / {e(s.name)}: " + ", ".join(f"{e(k)}={_fmt(v)}" for k, v in s.counters.items())
-                for s in p.steps if s.counters
-            )
             parts.append(f"<tr><td>{e(p.id)}</td><td>{e(p.status)}</td><td class=n>{p.completed}/{p.tasks}</td>"
-                         f"<td class=n>{p.wall_s:.1f}</td><td class=n>{p.cpu_s:.1f}</td><td>{counters}</td></tr>")
+                         f"<td class=n>{p.wall_s:.1f}</td><td class=n>{p.cpu_s:.1f}</td></tr>")
         parts.append("</table>")
+        # datatrove's raw counters: everything above is computed from them; folded away for the curious
+        parts.append("<details><summary>datatrove counters per phase and step</summary><table>"
+                     "<tr><th>phase</th><th>step</th><th>counters</th></tr>")
+        for p in self.phases:
+            for st in p.steps:
+                if st.counters:
+                    counters = ", ".join(f"{e(k)}={_fmt(v)}" for k, v in st.counters.items())
+                    parts.append(f"<tr><td>{e(p.id)}</td><td>{e(st.stage)} / {e(st.name)}</td><td>{counters}</td></tr>")
+        parts.append("</table></details>")
         for p in self.phases:
             for extra in p.extras:
                 parts.append(f"<h2>{e(extra.get('title', p.id))}</h2>")
                 figs = extra.get("figures", {})
                 if figs:
-                    parts.append("<table>" + "".join(f"<tr><td>{e(k)}</td><td class=n>{_fmt(v)}</td></tr>"
-                                                     for k, v in figs.items()) + "</table>")
+                    parts.append("<table>" + "".join(
+                        f"<tr><td>{e(k)}</td><td class=n>{_fmt(v)}</td><td>{e(GLOSSARY.get(k, ''))}</td></tr>"
+                        for k, v in figs.items()) + "</table>")
                 for name, h in extra.get("histograms", {}).items():
-                    parts.append(f"<h3>{e(name)}</h3>" + _svg_histogram(h))
-                for name, series in extra.get("series", {}).items():
-                    parts.append(f"<h3>{e(name)}</h3>" + _svg_series(series))
+                    parts.append(f"<h3>{e(name)}</h3>" + plots.histogram(
+                        h, x_label=h.get("x_label", "value"), y_label=h.get("y_label", "count"),
+                        bars_name=h.get("bars", "this run"), line_name=h.get("line", "reference")))
+                for name, sr in extra.get("series", {}).items():
+                    sr = sr if isinstance(sr, dict) else {"values": sr}
+                    parts.append(f"<h3>{e(name)}</h3>" + plots.series(
+                        sr.get("values", []), x_label=sr.get("x_label", "position"),
+                        y_label=sr.get("y_label", "value"), x_max=sr.get("x_max")))
+        parts.append("<h2>Glossary</h2><dl>" + "".join(
+            f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in GLOSSARY.items()) + "</dl>")
         parts.append("</body></html>")
         return "\n".join(parts)
+
+    def _funnel_plot(self, rows: list[StageRow]) -> str:
+        if not rows:
+            return "<p>(no documents counted)</p>"
+        docs0 = rows[0].docs_in or 1
+        chars0 = rows[0].chars_in or None
+        items = []
+        for r in rows:
+            values = [100.0 * r.docs_out / docs0]
+            if chars0:
+                values.append(100.0 * r.chars_out / chars0 if r.chars_out is not None else 0.0)
+            items.append((r.stage, values))
+        series = ["documents", "characters"] if chars0 else ["documents"]
+        return plots.hbars(items, series, "% of the input", vmax=100.0, value_fmt=lambda v: f"{v:.1f}%")
+
+    def _samples_html(self, removed_samples) -> list[str]:
+        """A few removed documents per stage and reason, folded."""
+        e = html.escape
+        found = {}
+        for ph in self.phases:
+            found.update(removed_samples(os.path.join(self.out_dir, ph.id)))
+        if not found:
+            return []
+        out = ["<h2>Removed documents, a few per reason</h2>",
+               "<p>The first removed documents of each reason in each task (texts cut to 600 characters); "
+               "<code>output.keep_removed: true</code> keeps every one.</p>"]
+        for (stage, reason), docs in sorted(found.items()):
+            out.append(f"<details><summary>{e(stage)}: {e(reason)} ({len(docs)} shown)</summary>")
+            for d in docs:
+                text = str(d.get("text", ""))
+                text = text if len(text) <= SAMPLE_CHARS + 4 else text[:SAMPLE_CHARS] + " […]"  # keep_removed: whole texts
+                out.append(f"<p><b>{e(str(d.get('id')))}</b></p><pre>{e(text)}</pre>")
+            out.append("</details>")
+        return out
 
 
 PROBLEMS_SHOWN_TERMINAL = 20
 PROBLEMS_SHOWN_HTML = 2000
+
+
+def _share(part: int | None, whole: int | None) -> str:
+    return f"{part / whole:.1%}" if part is not None and whole else "-"
+
+
+def _count(n: int | None) -> str:
+    return f"{n:,}" if n is not None else "-"
+
+
+def _chars_out(counters: dict, chars_in: int | None) -> int | None:
+    """Characters a step passed on: datatrove's `doc_len` (filters count it for what they forward),
+    else what came in less the step's own `chars_removed`; None when neither is known."""
+    if "doc_len" in counters:
+        return int(counters["doc_len"])
+    if "total" in counters and not counters.get("forwarded"):
+        return 0  # nothing passed on (datatrove counts doc_len only for documents it sees)
+    if chars_in is not None and "chars_removed" in counters:
+        return chars_in - int(counters["chars_removed"])
+    return None
 
 
 def _where(problem: dict) -> str:
@@ -290,59 +420,6 @@ def _fmt(v) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
-
-
-def _svg_bars(items: list[tuple[str, float]], vmax: float, width: int = 700) -> str:
-    h = 22
-    label_w = 260
-    out = [f"<svg width='{width}' height='{h * len(items) + 4}' xmlns='http://www.w3.org/2000/svg' font-size='12'>"]
-    for i, (label, v) in enumerate(items):
-        w = 0 if not vmax else (width - label_w - 80) * v / vmax
-        y = i * h + 2
-        out.append(f"<text x='0' y='{y + 15}'>{html.escape(str(label))[:40]}</text>"
-                   f"<rect x='{label_w}' y='{y}' width='{w:.1f}' height='{h - 6}' fill='#4a7fb5'/>"
-                   f"<text x='{label_w + w + 4:.1f}' y='{y + 13}'>{_fmt(v)}</text>")
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _svg_histogram(h: dict, width: int = 700, height: int = 220) -> str:
-    counts = list(h.get("counts", []))
-    ref = list(h.get("reference", []) or [])
-    edges = list(h.get("edges", []))
-    if not counts:
-        return "<p>(empty)</p>"
-    top = max(counts + ref + [1])
-    bw = (width - 40) / len(counts)
-    out = [f"<svg width='{width}' height='{height + 20}' xmlns='http://www.w3.org/2000/svg' font-size='11'>"]
-    for i, c in enumerate(counts):
-        bh = (height - 10) * c / top
-        out.append(f"<rect x='{30 + i * bw:.1f}' y='{height - bh:.1f}' width='{max(bw - 1, 1):.1f}' height='{bh:.1f}' fill='#4a7fb5' fill-opacity='0.8'/>")
-    if ref:
-        pts = " ".join(f"{30 + (i + 0.5) * bw:.1f},{height - (height - 10) * c / top:.1f}" for i, c in enumerate(ref))
-        out.append(f"<polyline points='{pts}' fill='none' stroke='#d0553b' stroke-width='2'/>")
-    if edges:
-        out.append(f"<text x='30' y='{height + 14}'>{_fmt(edges[0])}</text>"
-                   f"<text x='{width - 60}' y='{height + 14}'>{_fmt(edges[-1])}</text>")
-    out.append("</svg>")
-    if ref:
-        out.append("<p>bars: this run; line: reference</p>")
-    return "".join(out)
-
-
-def _svg_series(values: list[float], width: int = 700, height: int = 160) -> str:
-    if not values:
-        return "<p>(empty)</p>"
-    # Downsample long series to the plot's resolution; a path of a million points helps no one.
-    step = max(1, len(values) // width)
-    vals = [sum(values[i:i + step]) / len(values[i:i + step]) for i in range(0, len(values), step)]
-    lo, hi = min(vals), max(vals)
-    span = (hi - lo) or 1.0
-    pts = " ".join(f"{30 + i * (width - 40) / max(len(vals) - 1, 1):.1f},{height - (height - 10) * (v - lo) / span:.1f}"
-                   for i, v in enumerate(vals))
-    return (f"<svg width='{width}' height='{height + 20}' xmlns='http://www.w3.org/2000/svg' font-size='11'>"
-            f"<polyline points='{pts}' fill='none' stroke='#4a7fb5'/>"
-            f"<text x='0' y='12'>{_fmt(hi)}</text><text x='0' y='{height}'>{_fmt(lo)}</text></svg>")
 
 
 def build_report(out_dir: str) -> Report:

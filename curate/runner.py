@@ -21,9 +21,11 @@ from typing import Any
 from rich.console import Console
 
 from curate.documents import DocumentsWriter, documents_reader
-from curate.errors import RunError
+from curate.errors import RecipeError, RunError
 from curate.executors import QuietLocalExecutor, quiet_datatrove_logs
-from curate.inputs import count_input_files, input_reader, prepare_input
+from curate.final import FINAL_DIR, publish_final
+from curate.inputs import count_input_files, input_bytes, input_reader, prepare_input
+from curate.mainguard import check_caller_guard
 from curate.plan import DOCUMENTS_SUBDIR, GlobalPlan, PlannedPhase, RunPlan, StageContext
 from curate.progress import PhaseMonitor, ProgressCounter
 from curate.ray_cluster import ray_executor, ray_session
@@ -62,7 +64,11 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
         pid = pass_id or default_id
         phase_dir = os.path.join(out, pid)
         docs_dir = os.path.join(phase_dir, DOCUMENTS_SUBDIR)
-        n_files = count_input_files(recipe.input) if current_docs is None else None
+        # jsonl and parquet readers share files record by record when there are fewer files than tasks
+        # (curate/readers.py); datatrove's WARC reader does not, so its pass at least splits its output
+        # for the later phases
+        warc = current_docs is None and recipe.input.format == "warc"
+        n_files = count_input_files(recipe.input) if warc else None
         parts = tasks if n_files is not None and n_files < tasks else 1
         pipeline = [
             reader_for(phase_dir),
@@ -76,12 +82,12 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
                                         step_stages=owners))
         current_docs, pending, pending_owner, pending_stages, pass_id = docs_dir, [], [], [], None
 
-    for stage in recipe.stages:
+    for index, stage in enumerate(recipe.stages):
         spec = get_stage(stage.name)
         if spec.kind == "document":
             pass_id = pass_id or stage.id
             ctx = _context(recipe, stage.id, out, os.path.join(out, pass_id), tasks, workers, current_docs, upstream)
-            steps = spec.build(stage.settings, ctx)
+            steps = _build(spec, stage, ctx, recipe, index)
             pending.extend(steps)
             pending_owner.extend([stage.id] * len(steps))
             pending_stages.append(stage.id)
@@ -90,7 +96,7 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
                 flush("input")
             apply_id = f"{stage.id}.apply"
             ctx = _context(recipe, stage.id, out, os.path.join(out, apply_id), tasks, workers, current_docs, upstream)
-            gplan: GlobalPlan = spec.build(stage.settings, ctx)
+            gplan: GlobalPlan = _build(spec, stage, ctx, recipe, index)
             for ph in gplan.phases:
                 pid = f"{stage.id}.{ph.name}"
                 pipeline = list(ph.pipeline)
@@ -103,6 +109,7 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
                                  gpus=ph.gpus, cpus_per_task=ph.cpus_per_task, mem_per_cpu_gb=ph.mem_per_cpu_gb,
                                  step_stages=owners)
                 )
+            plan.final_outputs.update(gplan.outputs)
             if gplan.documents:
                 current_docs = gplan.documents
                 plan.phases[-1].documents_out = gplan.documents
@@ -114,6 +121,14 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
         flush("input")
     plan.final_documents = current_docs
     return plan
+
+
+def _build(spec, stage, ctx: StageContext, recipe: Recipe, index: int):
+    """A stage's builder; a setting it refuses (ValueError) is a recipe problem, reported as one."""
+    try:
+        return spec.build(stage.settings, ctx)
+    except ValueError as e:
+        raise RecipeError(recipe.source, f"stages[{index}].{stage.name}", str(e)) from None
 
 
 def _context(recipe, stage_id, out, pass_dir, tasks, workers, docs, upstream) -> StageContext:
@@ -135,15 +150,16 @@ def _context(recipe, stage_id, out, pass_dir, tasks, workers, docs, upstream) ->
 # executors
 
 
-def build_executors(plan: RunPlan, kind: str) -> list:
-    """One datatrove executor per phase, each depending on the previous one."""
+def build_executors(plan: RunPlan, kind: str, in_process: bool = False) -> list:
+    """One datatrove executor per phase, each depending on the previous one. `in_process` (local):
+    every task runs in this process, one after another (see `runs_in_process`)."""
     executors = []
     prev = None
     for phase in plan.phases:
         logging_dir = os.path.join(plan.output_dir, phase.id)
         if kind == "local":
             ex = QuietLocalExecutor(
-                phase.pipeline, tasks=phase.tasks, workers=min(plan.workers, phase.tasks),
+                phase.pipeline, tasks=phase.tasks, workers=1 if in_process else min(plan.workers, phase.tasks),
                 logging_dir=logging_dir, depends=prev,
             )
         elif kind == "slurm":
@@ -159,6 +175,18 @@ def build_executors(plan: RunPlan, kind: str) -> list:
 
 # ---------------------------------------------------------------------------------------------------
 # running
+
+
+def runs_in_process(plan: RunPlan, kind: str) -> bool:
+    """Whether a local run's input is small enough (`executor.in_process_mb`) that starting worker
+    processes for every phase (seconds each: interpreter, datatrove, torch, the stage's models) would
+    cost more than the tasks themselves; its tasks then run in this process, one after another.
+    Outputs do not depend on it: each task gets its own copy of the pipeline either way."""
+    limit = plan.recipe.executor.in_process_mb
+    if kind != "local" or limit <= 0:
+        return False
+    size = input_bytes(plan.recipe.input, plan.output_dir)
+    return size is not None and size < limit * 1e6
 
 
 def check_output_folder(plan: RunPlan, overwrite: bool = False) -> RunRecord | None:
@@ -178,6 +206,7 @@ def check_output_folder(plan: RunPlan, overwrite: bool = False) -> RunRecord | N
     for name in (previous.path, os.path.join(plan.output_dir, "report.html")):
         if os.path.exists(name):
             os.remove(name)
+    shutil.rmtree(os.path.join(plan.output_dir, FINAL_DIR), ignore_errors=True)
     return None
 
 
@@ -196,8 +225,14 @@ def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = 
         record.resume(previous)
     record.save()
 
+    in_process = runs_in_process(plan, kind)
+    if in_process and any(min(plan.workers, p.tasks) > 1 for p in plan.phases):
+        console.print(f"small input (under executor.in_process_mb = {plan.recipe.executor.in_process_mb:g} MB): "
+                      "tasks run in this process, one after another", highlight=False)
+    elif kind == "local" and any(min(plan.workers, p.tasks) > 1 for p in plan.phases):
+        check_caller_guard()  # worker processes re-import a calling script: it needs the main guard
     try:
-        executors = build_executors(plan, kind)
+        executors = build_executors(plan, kind, in_process)
     except ImportError as e:
         hint = {"ray": "pip install 'curate[ray]'", "slurm": "run on a Slurm login node"}.get(kind, "")
         raise RunError(f"cannot use executor '{kind}': {e}. {hint}") from e
@@ -239,4 +274,5 @@ def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = 
             record.save()
     record.status = "done"
     record.save()
+    publish_final(plan.output_dir, plan.final_documents, plan.final_outputs)
     return record

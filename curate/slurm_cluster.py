@@ -41,6 +41,7 @@ from rich.console import Console
 
 from curate.atomic import write_json_atomic
 from curate.errors import RunError
+from curate.final import publish_final
 from curate.plan import PlannedPhase, RunPlan
 from curate.progress import PhaseMonitor
 from curate.record import RunRecord
@@ -200,6 +201,7 @@ def follow_jobs(record: RunRecord, console, poll_s: float = 2.0) -> RunRecord:
         time.sleep(poll_s)
     record.status = "done"
     record.save()
+    publish_final(record.output_dir, record.final_documents, record.final_outputs)
     return record
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import curate_cli, read_docs, write_recipe
+from helpers import curate_cli, read_docs, synthetic_docs, write_jsonl_gz, write_recipe
 
 
 def test_stages_lists_every_registered_stage_with_parameters():
@@ -23,6 +23,14 @@ def test_stages_lists_every_registered_stage_with_parameters():
         assert piece in one.stdout
     bad = curate_cli("stages", "normalise")
     assert bad.returncode == 2 and "did you mean 'normalize'" in bad.stderr
+
+
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    res = curate_cli("--version")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"curate {version('curate')}"
 
 
 def test_report_on_a_folder_that_is_not_a_run(tmp_path):
@@ -50,6 +58,10 @@ def test_quickstart_end_to_end(tmp_path):
     assert 0 < len(final) <= len(corpus)
     assert {d["id"] for d in final} <= {d["id"] for d in corpus}
     assert "documents per stage" in res.stdout and "time per phase" in res.stdout
+    # OUT/final: the documents and the packed windows, whatever the last stage
+    assert f"final: {out / 'final'}" in res.stdout
+    assert read_docs(out / "final" / "documents") == final
+    assert list((out / "final" / "windows").glob("*.parquet")) and (out / "final" / "order.parquet").is_file()
     from curate.recipe import load_recipe
     from curate.registry import all_stages
 
@@ -83,3 +95,31 @@ def test_adhoc_recipe_on_bbc_news(tmp_path, shared_data):
     # the README of the data says ~98 exact-duplicate groups among 2,225 articles
     assert 2000 < len(docs) < 2225 - 50
     assert len({d["text"].strip() for d in docs}) == len(docs)
+
+
+def test_recipe_problem_in_run_exits_2_without_a_traceback(tmp_path):
+    """`curate run` refuses a recipe whose stages are out of order as `validate` does: exit 2, one
+    message, nothing written."""
+    data = write_jsonl_gz(tmp_path / "d.jsonl.gz", synthetic_docs(5))
+    recipe = write_recipe(tmp_path / "r.yaml", {
+        "name": "t", "input": {"paths": str(data)}, "output": str(tmp_path / "out"),
+        "stages": ["normalize", "embed", "pack"],
+    })
+    res = curate_cli("run", str(recipe))
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and "stage 'pack' reads the output of an earlier 'order' stage" in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_stage_dropping_nearly_everything_is_flagged_at_the_end(tmp_path):
+    data = write_jsonl_gz(tmp_path / "d.jsonl.gz", synthetic_docs(40))
+    recipe = write_recipe(tmp_path / "r.yaml", {
+        "name": "t", "input": {"paths": str(data)}, "output": str(tmp_path / "out"),
+        "stages": ["normalize", {"langid": {"expected_languages": ["fr"]}}],
+    })
+    res = curate_cli("run", str(recipe), "--no-report")
+    assert res.returncode == 0, res.stderr[-3000:]
+    warning = " ".join(res.stderr.split())
+    assert "warning: stage 'langid' dropped 40 of its 40 documents (100.0%; unexpected_language: 40)" in warning
+    assert "curate stages langid" in warning
+    assert "stage 'normalize'" not in warning  # it keeps everything

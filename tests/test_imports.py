@@ -15,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # What `stages/` may import from the framework: the contracts on its ground floor, never the runner,
 # the executors, the CLI or the report's rendering.
-STAGE_CONTRACTS = {"curate", "curate.atomic", "curate.documents", "curate.errors", "curate.figures", "curate.paths",
-                   "curate.plan", "curate.registry"}
+STAGE_CONTRACTS = {"curate", "curate.atomic", "curate.caches", "curate.documents", "curate.errors", "curate.figures",
+                   "curate.mainguard", "curate.paths", "curate.plan", "curate.registry"}
 
 
 def modules_of(package: str) -> list[str]:

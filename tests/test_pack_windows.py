@@ -102,3 +102,51 @@ def test_datatrove_reader_loads_the_windows(tmp_path):
         for off in w.doc_offsets[1:]:
             assert pos[off] == 0  # positions restart where a document starts
     assert isinstance(item["input_ids"], torch.Tensor)
+
+
+def _pack_in_steps(tmp_path, shuffle: bool, tasks: int = 3, n_docs: int = 120):
+    """The `slices` and `windows` phases' steps run rank by rank on a small order and store."""
+    import polars as pl
+
+    from stages.pack.stage import PackSettings, PackShuffleWindows, PackSlices
+    from stages.pack.writers import read_window_table
+
+    rng = np.random.default_rng(5)
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+    ids = [f"d{i:04d}" for i in range(n_docs)]
+    texts = [" ".join(rng.choice(words, rng.integers(5, 40))) for _ in ids]
+    order, store = tmp_path / "order.parquet", tmp_path / "store"
+    store.mkdir(parents=True)
+    pl.DataFrame({"id": ids, "position": np.arange(n_docs)}).write_parquet(order)
+    pl.DataFrame({"id": ids, "text": texts}).write_parquet(store / "00000.parquet")
+    settings = PackSettings(context_length=32, shuffle_windows=shuffle, formats=["parquet"])
+    slices, windows = tmp_path / "slices", tmp_path / "windows"
+    for rank in range(tasks):
+        list(PackSlices(str(order), str(store), str(slices), settings, seed=1, buckets=tasks).run([], rank, tasks))
+    for rank in range(tasks):
+        list(PackShuffleWindows(str(slices), str(windows), settings, seed=1).run([], rank, tasks))
+    per_slice = {r: read_window_table(str(p)) for r in range(tasks)
+                 for p in sorted(slices.glob(f"buckets/*/{r:05d}.parquet"))}
+    out = [read_window_table(str(p)) for p in sorted(windows.glob("*.parquet"))]
+    position = {d: i for i, d in enumerate(ids)}
+    # each window's place in the path: the position of its first document piece
+    return [[position[w.doc_ids[0]] for w in f] for f in out], per_slice
+
+
+def test_windows_are_shuffled_across_slices_and_unshuffled_keep_the_path(tmp_path):
+    shuffled, _ = _pack_in_steps(tmp_path / "on", shuffle=True)
+    plain, _ = _pack_in_steps(tmp_path / "off", shuffle=False)
+    flat_plain = [p for f in plain for p in f]
+    # unshuffled: the files, read in order, follow the path
+    assert flat_plain == sorted(flat_plain) and len(plain) == 3
+    # shuffled: the same windows, and every output file mixes windows from every third of the path
+    assert sorted(p for f in shuffled for p in f) == flat_plain
+    cut = [flat_plain[len(flat_plain) * k // 3] for k in (1, 2)]
+    for f in shuffled:
+        thirds = {int(p >= cut[0]) + int(p >= cut[1]) for p in f}
+        assert thirds == {0, 1, 2}, f
+    flat = [p for f in shuffled for p in f]
+    assert flat != sorted(flat)
+    # seeded: the same seed gives the same files
+    again, _ = _pack_in_steps(tmp_path / "again", shuffle=True)
+    assert again == shuffled

@@ -59,6 +59,20 @@ BROKEN = {
                    ["executor.tasks", "valid integer", "'many'"]),
     "missing_input": (lambda r: r["input"].update(paths="/nonexistent/corpus.jsonl"),
                       ["input.paths", "'/nonexistent/corpus.jsonl' does not exist"]),
+    # stage order: a stage that reads an earlier stage's output without it, or before it
+    "pack_without_order": (lambda r: r["stages"].extend(["embed", "neighbors", {"pack": {}}]),
+                           ["stages[5]", "stage 'pack' reads the output of an earlier 'order' stage",
+                            "add the stage 'order' before it", "in order: embed, neighbors, order, pack"]),
+    "order_without_neighbors": (lambda r: r["stages"].extend(["embed", "order"]),
+                                ["stages[4]", "stage 'order'", "earlier 'neighbors' stage"]),
+    "neighbors_before_embed": (lambda r: r["stages"].extend(["neighbors", "embed"]),
+                               ["stages[3]", "'embed' comes after it (stages[4]): move it before"]),
+    # language codes are checked against what lid.176 can predict
+    "unknown_language_code": (lambda r: r["stages"].insert(1, {"langid": {"expected_languages": ["en", "eng"]}}),
+                              ["stages[1].langid.expected_languages", "'eng' is not a language code of lid.176",
+                               "did you mean 'en'"]),
+    "region_language_code": (lambda r: r["stages"].insert(1, {"english_rules": {"languages": ["zh_Hans"]}}),
+                             ["stages[1].english_rules", "'zh_Hans' is not a language code", "did you mean 'zh'"]),
 }
 
 
@@ -88,7 +102,7 @@ def test_malformed_yaml_points_at_line(tmp_path):
     assert line in (4, 5)
 
 
-def test_five_mistakes_give_five_distinct_messages(tmp_path, corpus):
+def test_every_mistake_gives_its_own_message(tmp_path, corpus):
     messages = set()
     for case, (mutate, _) in BROKEN.items():
         recipe = base_recipe(corpus, tmp_path / "out")
@@ -101,7 +115,7 @@ def test_five_mistakes_give_five_distinct_messages(tmp_path, corpus):
     with pytest.raises(RecipeError) as e:
         load_recipe(bad)
     messages.add(str(e.value).split(": ", 1)[1])
-    assert len(messages) == 5
+    assert len(messages) == len(BROKEN) + 1
 
 
 def test_line_numbers_of_stage_parameters(tmp_path, corpus):

@@ -219,6 +219,10 @@ def test_removed_documents_are_kept_with_their_reason(tmp_path, corpus):
     assert len(removed) + len(kept) == 300
     assert {d["metadata"]["filter_reason"] for d in removed} == {"exact_duplicate"}
     assert {d["text"] for d in removed} <= {d["text"] for d in kept}
+    # the report shows a few of them, not every one, and no separate samples are written
+    assert not (Path(res.output_dir) / "exact_dedup.apply" / "removed_samples").exists()
+    html = Path(build_report(res.output_dir).write_html()).read_text()
+    assert "<summary>exact_dedup: exact_duplicate (3 shown)</summary>" in html
 
 
 def test_truncated_gzip_is_counted_and_strict_mode_stops_at_the_first_problem(tmp_path):
@@ -263,3 +267,40 @@ def read_docs_file(path: Path) -> list[dict]:
 
     with gz.open(path, "rt") as f:
         return [json.loads(line) for line in f]
+
+
+def test_one_input_file_is_spread_over_every_task(tmp_path):
+    """Fewer files than tasks: every task of the first pass reads its share of the records (task r:
+    records r, r + tasks, ...), problems are listed once, and the documents are those of one task."""
+    docs = synthetic_docs(90)
+    path = write_jsonl_gz(tmp_path / "one" / "all.jsonl.gz", docs[:45] + [{"id": "x"}] + docs[45:])  # line 46: no text
+    three = run_recipe(recipe_dict(path, tmp_path / "t3", stages=["normalize"], tasks=3))
+    one = run_recipe(recipe_dict(path, tmp_path / "t1", stages=["normalize"], tasks=1))
+    per_task = []
+    for rank in range(3):
+        stats = json.loads((Path(three.output_dir) / "normalize" / "stats" / f"{rank:05d}.json").read_text())
+        reader = next(s for s in stats if "READER" in s["name"])
+        per_task.append(reader["stats"]["documents"]["total"])
+    assert per_task == [30, 30, 30]  # 91 records: the bad one is record 45, task 0's
+    assert len(list((Path(three.output_dir) / "normalize" / "documents").glob("*.jsonl.gz"))) == 3
+    same = [sorted(map(json.dumps, read_docs(r.final_documents))) for r in (three, one)]
+    assert same[0] == same[1]
+    n, problems = build_report(three.output_dir).problems()
+    assert n == 1 and problems[0]["line"] == 46 and problems[0]["reason"] == "missing_text"
+
+
+def test_final_folder_points_at_the_documents_whatever_the_last_stage(tmp_path, corpus):
+    out = tmp_path / "out"
+    res = run_recipe(recipe_dict(corpus, out, stages=["normalize", "exact_dedup"]))
+    final = Path(res.final)
+    assert final == out / "final"
+    assert (final / "documents").is_symlink() and (final / "documents").resolve() == Path(res.final_documents).resolve()
+    assert read_docs(final / "documents") == read_docs(res.final_documents)
+    manifest = json.loads((final / "manifest.json").read_text())
+    listed = {f["path"] for f in manifest["documents"]["files"]}
+    assert listed == {str(p.relative_to(out)) for p in Path(res.final_documents).glob("*.jsonl.gz")}
+    assert manifest["documents"]["path"] == "exact_dedup.apply/documents" and set(manifest) == {"documents"}
+    # a different recipe into the same folder with --overwrite: the old final/ goes with the old run
+    other = run_recipe(recipe_dict(corpus, out, stages=["normalize"]), overwrite=True)
+    assert (final / "documents").resolve() == Path(other.final_documents).resolve()
+    assert set(json.loads((final / "manifest.json").read_text())) == {"documents"}

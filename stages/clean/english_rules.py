@@ -15,12 +15,12 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
 from datatrove.pipeline.writers.disk_base import DiskWriter
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from curate.plan import StageContext
 from curate.registry import StageSettings, register_stage
 from stages.clean.english_features import DEFAULT_BAD_WORDS, DEFAULT_STOP_WORDS, BadWords, EnglishFeatures, read_word_list
-from stages.clean.langid import LanguageIdentifier, language_decision
+from stages.clean.langid import LanguageIdentifier, check_language_codes, language_decision
 from stages.clean.text_stats import (
     duplicated_ngram_char_share,
     entropy_from_ids,
@@ -102,6 +102,15 @@ class EnglishRulesSettings(StageSettings):
     max_dup_paragraph_char_ratio: float | None = Field(
         None, description="rep_dup_paragraphs: off as released (suggested 0.20)"
     )
+
+    @model_validator(mode="after")
+    def _known_language_codes(self):
+        # after the fields, because the codes are checked against `language_model`, declared later
+        try:
+            check_language_codes(self.languages, self.language_model)
+        except ValueError as e:
+            raise ValueError(f"languages: {e}") from None
+        return self
 
 
 Rule = Callable[[EnglishFeatures, dict], bool]  # True = the document fails

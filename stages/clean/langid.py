@@ -17,7 +17,7 @@ from typing import Any
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from curate.plan import StageContext
 from curate.registry import StageSettings, register_stage
@@ -45,6 +45,42 @@ def load_fasttext_model(path: str):
         model = fasttext.load_model(path)
         _MODELS[path] = model
     return model
+
+
+def model_labels(path: str | None) -> frozenset[str] | None:
+    """The language codes a lid.176-style model can predict (`en`, `zh`, ...; 176 for lid.176), or
+    None when the model file is not there (the run then fails loading it, naming the path)."""
+    try:
+        path = path or default_lid_model_path()
+    except FileNotFoundError:
+        return None
+    if not os.path.isfile(path):
+        return None
+    return frozenset(label.removeprefix("__label__") for label in load_fasttext_model(path).get_labels())
+
+
+def check_language_codes(codes: list[str] | None, model: str | None) -> list[str] | None:
+    """`codes` unchanged if the model knows every one, else ValueError naming the first unknown code,
+    the closest known ones and where the list is. Checked when a recipe is validated, because a code
+    the model never predicts (`eng`, `zh_Hans`) would silently drop every document."""
+    if not codes:
+        return codes
+    labels = model_labels(model)
+    if labels is None:
+        return codes
+    for code in codes:
+        if code not in labels:
+            import difflib
+
+            base = code.replace("-", "_").split("_")[0].lower()  # zh_Hans, en-US -> zh, en
+            close = ([base] if base in labels else []) + difflib.get_close_matches(code.lower(), labels, n=3, cutoff=0.5)
+            close = list(dict.fromkeys(close))[:3]
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+            raise ValueError(
+                f"{code!r} is not a language code of {os.path.basename(model or 'lid.176.ftz')}; {hint}"
+                f"it predicts {len(labels)} codes: {', '.join(sorted(labels))}"
+            )
+    return codes
 
 
 class LanguageIdentifier:
@@ -106,6 +142,11 @@ class LangIdSettings(StageSettings):
     reference_compat: bool = Field(
         False, description="released MAP-Neo behaviour: score only, newlines removed without a space"
     )
+
+    @field_validator("expected_languages")
+    @classmethod
+    def _known_codes(cls, v, info: ValidationInfo):
+        return check_language_codes(v, info.data.get("model"))
 
 
 class LanguageIdFilter(BaseFilter):

@@ -71,6 +71,7 @@ class NormalizeText(PipelineStep):
                 self.stat_update("dropped", "dropped_empty_after_normalize")
                 continue
             self.stat_update("forwarded")
+            self.update_doc_stats(doc)  # characters passed on, for the report's funnel
             yield doc
 
 

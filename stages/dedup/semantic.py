@@ -245,7 +245,7 @@ class SemanticDedupFind(PipelineStep):
         yield
 
 
-@register_stage("semantic_dedup", settings=SemanticDedupSettings, kind="global")
+@register_stage("semantic_dedup", settings=SemanticDedupSettings, kind="global", requires=("neighbors",))
 def build_semantic_dedup(settings: SemanticDedupSettings, ctx: StageContext) -> GlobalPlan:
     """ICLM-style semantic dedup: kNN edges >= threshold form groups; each keeps its smallest id."""
     source = ctx.upstream_data_dir("neighbors", "search")
@@ -255,7 +255,7 @@ def build_semantic_dedup(settings: SemanticDedupSettings, ctx: StageContext) -> 
                       apply=[ListedDuplicatesFilter(out, "semantic_duplicate", ctx.removed_writer(), DUPLICATES)])
 
 
-@register_stage("semdedup", settings=SemDeDupSettings, kind="global")
+@register_stage("semdedup", settings=SemDeDupSettings, kind="global", requires=("embed",))
 def build_semdedup(settings: SemDeDupSettings, ctx: StageContext) -> GlobalPlan:
     """SemDeDup: k-means the embeddings, drop items within 1 - eps of a kept item of their cluster."""
     source = ctx.upstream_data_dir("embed", "embed")

@@ -145,6 +145,7 @@ class SimilarLineDedup(PipelineStep):
                     record_removed_text(self, removed)
                     doc.text = text
                 self.stat_update("forwarded")
+                self.update_doc_stats(doc)  # characters passed on, for the report's funnel
                 yield doc
         if self.clusters_dir:
             import polars as pl

@@ -216,6 +216,7 @@ class RemoveSpans(PipelineStep):
                     )
                 if cursor not in by_local:
                     self.stat_update("forwarded")
+                    self.update_doc_stats(doc)  # characters passed on, for the report's funnel
                     yield doc
                     cursor += 1
                     continue
@@ -233,4 +234,5 @@ class RemoveSpans(PipelineStep):
                 record_removed_text(self, removed)
                 doc.text = text
                 self.stat_update("forwarded")
+                self.update_doc_stats(doc)  # characters passed on, for the report's funnel
                 yield doc

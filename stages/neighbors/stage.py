@@ -232,7 +232,7 @@ class NeighborsFinalize(PipelineStep):
         yield
 
 
-@register_stage("neighbors", settings=NeighborsSettings, kind="global")
+@register_stage("neighbors", settings=NeighborsSettings, kind="global", requires=("embed",))
 def build_neighbors(settings: NeighborsSettings, ctx: StageContext) -> GlobalPlan:
     """k-nearest-neighbour graph of the embeddings (FAISS; exact when small, tuned IVF/HNSW above)."""
     embed_dir, graph_dir = ctx.upstream_data_dir("embed", "embed"), ctx.data_dir("search")

@@ -32,7 +32,9 @@ from curate.figures import downsample, histogram, write_report_section
 from curate.plan import GlobalPlan, Phase, StageContext
 from curate.registry import StageSettings, register_stage
 from stages.order.algorithms import ALGORITHMS
-from stages.order.store import ORDER_PHASE, QUALITY_FILE, order_file, write_order  # noqa: F401 (order_file: old path)
+from stages.order.store import (  # noqa: F401 (order_file: old path)
+    ORDER_FILE, ORDER_PHASE, QUALITY_FILE, order_file, order_path, write_order,
+)
 
 
 class OrderSettings(StageSettings):
@@ -254,15 +256,18 @@ class OrderStitch(PipelineStep):
                                             "label_agreement", "label_chance") if quality.get(k) is not None}
         figures["mac_random_order"] = float(random_adj.mean()) if len(random_adj) else 0.0
         hist = histogram(adjacent)
-        hist["reference"] = histogram(random_adj)["counts"]
+        hist.update(reference=histogram(random_adj)["counts"], x_label="cosine similarity of adjacent documents",
+                    y_label="adjacent pairs", bars="the path", line="a random order")
+        along = {"values": downsample(adjacent), "x_label": "position in the path (documents)",
+                 "y_label": "cosine similarity to the next", "x_max": len(adjacent)}
         write_report_section(
             self.output_dir, f"Ordering quality ({quality['algorithm']})", figures,
             histograms={"similarity of adjacent documents (bars) vs a random order (line)": hist},
-            series={"similarity of adjacent documents along the path": downsample(adjacent)},
+            series={"similarity of adjacent documents along the path": along},
         )
 
 
-@register_stage("order", settings=OrderSettings, kind="global")
+@register_stage("order", settings=OrderSettings, kind="global", requires=("embed", "neighbors"))
 def build_order(settings: OrderSettings, ctx: StageContext) -> GlobalPlan:
     """Order documents along an approximate maximum-similarity path through the kNN graph (ICLM)."""
     inputs = {"embed": ctx.upstream_data_dir("embed", "embed"), "neighbors": ctx.upstream_data_dir("neighbors", "search")}
@@ -274,4 +279,4 @@ def build_order(settings: OrderSettings, ctx: StageContext) -> GlobalPlan:
         Phase("paths", [OrderPaths(part_dir, inputs, paths_dir, settings, seed)], tasks=max(1, ctx.tasks)),
         Phase(ORDER_PHASE, [OrderStitch(part_dir, paths_dir, inputs, out_dir, settings, seed,
                                         os.path.join(inputs["neighbors"], "manifest.json"))], tasks=1),
-    ])
+    ], outputs={ORDER_FILE: order_path(out_dir)})

@@ -3,17 +3,22 @@
 Phases:
 1. `store` (sharded, reads the current documents): (id, text) to parquet, once, so that packing can
    join the order with the documents in polars instead of re-reading jsonl.gz.
-2. `windows` (one task per contiguous slice of the path): joins its slice of `order.parquet` (read
-   through `stages/order/store.py`) with the store, tokenizes, packs (`concat` or `whole`), shuffles
-   its windows (seeded), and writes
-   `windows/{rank:05d}.parquet` (window, input_ids, doc_ids, doc_offsets, doc_token_starts, pad)
-   or `.jsonl.gz`, and datatrove's tokenized format `tokenized/{rank:05d}_windows.ds` (+ `.index`
+2. `slices` (one task per contiguous slice of the path): joins its slice of `order.parquet` (read
+   through `stages/order/store.py`) with the store, tokenizes and packs (`concat` or `whole`). A
+   slice's last window is padded, so every token of every document is written exactly once (concat
+   mode). Documents present but missing
+   from the order are packed at the end of the last slice (counted); ordered ids with no document
+   are skipped (counted). Each window is sent to one of the `windows` tasks (its *bucket*): at
+   random (seeded) when `shuffle_windows`, else bucket = slice, as `buckets/<bucket>/<slice>.parquet`.
+3. `windows` (one task per bucket): gathers its bucket from every slice, shuffles it (seeded) and
+   writes `windows/{rank:05d}.parquet` (window, input_ids, doc_ids, doc_offsets, doc_token_starts,
+   pad) or `.jsonl.gz`, and datatrove's tokenized format `tokenized/{rank:05d}_windows.ds` (+ `.index`
    with document-piece ends, + `.metadata`); datatrove's `DatatroveFileDataset(path,
-   seq_len=context_length - 1)` yields exactly one window per item. A slice's last window is
-   padded, so every token of every document is written exactly once (concat mode).
-   Documents present but missing from the order are packed at the end of the last slice (counted);
-   ordered ids with no document are skipped (counted).
-3. `summary` (1 task): `pack.json` with windows, tokens, padding and window coherence (mean pairwise
+   seq_len=context_length - 1)` yields exactly one window per item.
+   Random buckets then a shuffle inside each bucket is a global shuffle (every order of all windows
+   equally likely), so windows from one region of the path do not sit together in a file: datatrove's
+   loaders read files sequentially and expect shuffled data. No task holds more than its bucket.
+4. `summary` (1 task): `pack.json` with windows, tokens, padding and window coherence (mean pairwise
    cosine of the documents inside a window) against randomly packed windows of the same sizes.
 """
 
@@ -50,7 +55,9 @@ class PackSettings(StageSettings):
     too_long: Literal["split", "drop"] = Field(
         "split", description="whole mode: a document longer than a window fills windows of its own (split) or is dropped"
     )
-    shuffle_windows: bool = Field(True, description="shuffle each slice's windows (seeded), as the paper does")
+    shuffle_windows: bool = Field(
+        True, description="shuffle the windows globally (seeded), as the paper does; false: path order"
+    )
     formats: list[Literal["parquet", "jsonl", "datatrove"]] = Field(
         ["parquet", "datatrove"], description="outputs: parquet / jsonl windows, datatrove tokenized .ds files"
     )
@@ -103,15 +110,16 @@ class PackStoreTexts(PipelineStep):
         yield
 
 
-class PackWindows(PipelineStep):
-    name = "📦 pack: windows"
+class PackSlices(PipelineStep):
+    name = "📦 pack: slices"
     type = "📦 - PACK"
 
     def __init__(self, order_path: str, store_dir: str, output_dir: str, settings: PackSettings, seed: int,
-                 embed_dir: str | None = None):
+                 embed_dir: str | None = None, buckets: int = 1):
         super().__init__()
         self.order_path, self.store_dir, self.output_dir = order_path, store_dir, output_dir
         self.settings, self.seed, self.embed_dir = settings, seed, embed_dir
+        self.buckets = max(1, buckets)
 
     def _slice(self, rank: int, world_size: int):
         import polars as pl
@@ -131,7 +139,6 @@ class PackWindows(PipelineStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         from stages.pack.packing import pack_concat, pack_whole
-        from stages.pack.writers import write_datatrove_windows, write_window_table
 
         st = self.settings
         joined, missing, extra = self._slice(rank, world_size)
@@ -153,18 +160,8 @@ class PackWindows(PipelineStep):
                 windows, stats = pack_concat(tokens, ids, st.context_length, sep, pad, pad_last=True)
             else:
                 windows, stats = pack_whole(tokens, ids, st.context_length, sep, pad, st.too_long)
-        order_in_slice = np.arange(len(windows))
-        if st.shuffle_windows:
-            order_in_slice = np.random.default_rng([self.seed, rank]).permutation(len(windows))
-        windows = [windows[i] for i in order_in_slice]
-        vocab = max(len(tok), int(max(sep or 0, pad)) + 1)
-        names = []
-        if "parquet" in st.formats or "jsonl" in st.formats:
-            for fmt in [f for f in st.formats if f in ("parquet", "jsonl")]:
-                names.append(write_window_table(windows, self.output_dir, rank, fmt))
-        if "datatrove" in st.formats:
-            write_datatrove_windows(windows, os.path.join(self.output_dir, "tokenized"), rank,
-                                    token_size=2 if vocab <= 65536 else 4, tokenizer_name=st.tokenizer or "all-MiniLM-L6-v2")
+        with self.track_time("buckets"):
+            self._write_buckets(windows, rank, world_size)
         for key, value in stats.items():
             self.stat_update(key, value=int(value))
         self.stat_update("windows", value=len(windows))
@@ -173,6 +170,20 @@ class PackWindows(PipelineStep):
         write_json_atomic(summary, os.path.join(self.output_dir, "slices", f"{rank:05d}.json"))
         return
         yield
+
+    def _write_buckets(self, windows, rank: int, world_size: int) -> None:
+        """Each window to the `windows` task that writes it: a seeded random one (the first half of the
+        global shuffle), or, unshuffled, the one matching this slice's place in the path."""
+        from stages.pack.writers import write_window_table
+
+        if self.settings.shuffle_windows:
+            bucket = np.random.default_rng([self.seed, rank]).integers(0, self.buckets, size=len(windows))
+        else:
+            bucket = np.full(len(windows), rank * self.buckets // world_size)
+        for b in np.unique(bucket):
+            chosen = [windows[i] for i in np.flatnonzero(bucket == b)]
+            write_window_table(chosen, os.path.join(self.output_dir, "buckets", f"{int(b):05d}"), rank, "parquet")
+
 
     def _coherence(self, windows) -> dict:
         """Window coherence against random windows of the same document counts (needs embeddings)."""
@@ -194,17 +205,51 @@ class PackWindows(PipelineStep):
                 "coherence_hist": histogram(ours)["counts"], "coherence_random_hist": histogram(rand)["counts"]}
 
 
+class PackShuffleWindows(PipelineStep):
+    """Gathers one bucket of windows from every slice, shuffles it (seeded) and writes the outputs."""
+
+    name = "📦 pack: windows"
+    type = "📦 - PACK"
+
+    def __init__(self, slices_dir: str, output_dir: str, settings: PackSettings, seed: int):
+        super().__init__()
+        self.slices_dir, self.output_dir, self.settings, self.seed = slices_dir, output_dir, settings, seed
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from stages.pack.writers import read_window_table, write_datatrove_windows, write_window_table
+
+        st = self.settings
+        files = sorted(glob.glob(os.path.join(self.slices_dir, "buckets", f"{rank:05d}", "*.parquet")))
+        with self.track_time("read"):
+            windows = [w for path in files for w in read_window_table(path)]
+        if st.shuffle_windows:  # the second half of the global shuffle; the stream differs from slices'
+            windows = [windows[i] for i in np.random.default_rng([self.seed, 1, rank]).permutation(len(windows))]
+        with self.track_time("write"):
+            for fmt in [f for f in st.formats if f in ("parquet", "jsonl")]:
+                write_window_table(windows, self.output_dir, rank, fmt)
+            if "datatrove" in st.formats:
+                tok = load_tokenizer(st.tokenizer)
+                sep, pad = special_ids(tok, st)
+                vocab = max(len(tok), int(max(sep or 0, pad)) + 1)
+                write_datatrove_windows(windows, os.path.join(self.output_dir, "tokenized"), rank,
+                                        token_size=2 if vocab <= 65536 else 4,
+                                        tokenizer_name=st.tokenizer or "all-MiniLM-L6-v2")
+        self.stat_update("windows", value=len(windows))
+        return
+        yield
+
+
 class PackSummary(PipelineStep):
     name = "📦 pack: summary"
     type = "📦 - PACK"
 
-    def __init__(self, windows_dir: str, output_dir: str, context_length: int):
+    def __init__(self, slices_dir: str, output_dir: str, context_length: int):
         super().__init__()
-        self.windows_dir, self.output_dir, self.context_length = windows_dir, output_dir, context_length
+        self.slices_dir, self.output_dir, self.context_length = slices_dir, output_dir, context_length
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         slices = []
-        for path in sorted(glob.glob(os.path.join(self.windows_dir, "slices", "*.json"))):
+        for path in sorted(glob.glob(os.path.join(self.slices_dir, "slices", "*.json"))):
             with open(path, encoding="utf-8") as f:
                 slices.append(json.load(f))
         out = {"context_length": self.context_length, "slices": len(slices)}
@@ -222,7 +267,6 @@ class PackSummary(PipelineStep):
         return
         yield
 
-
     def _publish(self, out: dict, slices: list[dict]) -> None:
         """Figures for `curate report`: window statistics and the per-window coherence histogram
         against windows of randomly chosen documents."""
@@ -235,18 +279,22 @@ class PackSummary(PipelineStep):
             hist["counts"] = [int(x) for x in np.sum(ours, axis=0)]
             hist["reference"] = [int(x) for x in np.sum([s["coherence_random_hist"] for s in slices
                                                          if "coherence_random_hist" in s], axis=0)]
+            hist.update(x_label="window coherence (mean pairwise cosine similarity)", y_label="windows",
+                        bars="packed windows", line="random windows")
             histograms["window coherence: packed windows (bars) vs random windows (line)"] = hist
         write_report_section(self.output_dir, f"Packed windows ({self.context_length} tokens)", figures, histograms)
 
 
-@register_stage("pack", settings=PackSettings, kind="global")
+@register_stage("pack", settings=PackSettings, kind="global", requires=("order",))
 def build_pack(settings: PackSettings, ctx: StageContext) -> GlobalPlan:
     """Pack documents in path order into fixed-length token windows (ICLM concat, or whole documents)."""
     order = order_file(ctx)
     embed_dir = ctx.upstream_data_dir("embed", "embed", required=False)
-    store, windows, summary = ctx.data_dir("store"), ctx.data_dir("windows"), ctx.data_dir("summary")
+    store, slices, windows, summary = (ctx.data_dir(p) for p in ("store", "slices", "windows", "summary"))
+    tasks = max(1, ctx.tasks)
     return GlobalPlan(phases=[
         Phase("store", [PackStoreTexts(store)], reads_documents=True),
-        Phase("windows", [PackWindows(order, store, windows, settings, ctx.seed, embed_dir)], tasks=max(1, ctx.tasks)),
-        Phase("summary", [PackSummary(windows, summary, settings.context_length)], tasks=1),
-    ])
+        Phase("slices", [PackSlices(order, store, slices, settings, ctx.seed, embed_dir, buckets=tasks)], tasks=tasks),
+        Phase("windows", [PackShuffleWindows(slices, windows, settings, ctx.seed)], tasks=tasks),
+        Phase("summary", [PackSummary(slices, summary, settings.context_length)], tasks=1),
+    ], outputs={"windows": windows, "pack.json": os.path.join(summary, "pack.json")})

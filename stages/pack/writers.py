@@ -43,6 +43,22 @@ def write_window_table(windows, output_dir: str, rank: int, fmt: str) -> str:
     return path
 
 
+def read_window_table(path: str) -> list:
+    """The windows of a parquet file written by `write_window_table`, in its row order."""
+    import polars as pl
+
+    from stages.pack.packing import Window
+
+    df = pl.read_parquet(path)
+    if df.height == 0:
+        return []
+    # every window is exactly context_length tokens (the last ones are padded): one 2-D array
+    tokens = df["input_ids"].explode().to_numpy().astype(np.int32).reshape(df.height, -1)
+    return [Window(tokens[i], list(ids), list(offs), list(starts), int(pad))
+            for i, (ids, offs, starts, pad) in enumerate(df.select("doc_ids", "doc_offsets", "doc_token_starts", "pad")
+                                                         .iter_rows())]
+
+
 def write_datatrove_windows(windows, output_dir: str, rank: int, token_size: int = 2,
                             tokenizer_name: str | None = None) -> str:
     """`{rank:05d}_windows.ds` with datatrove's TokenizedFile: windows back to back, the `.index`
