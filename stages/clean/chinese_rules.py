@@ -13,23 +13,20 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Callable
 
 import numpy as np
 from datatrove.data import Document
-from datatrove.pipeline.filters.base_filter import BaseFilter
-from datatrove.pipeline.writers.disk_base import DiskWriter
 from pydantic import Field
 
 from curate.plan import StageContext
 from curate.registry import StageSettings, register_stage
 from stages.clean.english_rules import BULLETS
+from stages.clean.rule_set import Rule, RuleSet, RuleSetFilter, enabled
 from stages.clean.text_stats import (
     code_points,
     duplicated_ngram_char_share,
     entropy_from_ids,
     ngram_keys,
-    safe_ratio,
     top_ngram_char_share,
 )
 
@@ -86,14 +83,15 @@ class ChineseRulesSettings(StageSettings):
     min_char_entropy: float | None = Field(3.0, description="zh_char_entropy: natural-log entropy, drop below")
 
 
-class ChineseRules:
+class ChineseRules(RuleSet):
     """The enabled Chinese document rules (plain Python)."""
 
     def __init__(self, settings: ChineseRulesSettings | None = None):
-        self.s = s = settings or ChineseRulesSettings()
-        self.compat = s.reference_compat
-        on = lambda v: v is not None  # noqa: E731
-        table: list[tuple[str, Callable[[str], bool] | None]] = [
+        super().__init__(settings or ChineseRulesSettings())
+
+    def rule_table(self) -> list[tuple[str, Rule | None]]:
+        s, on = self.s, enabled
+        return [
             ("zh_sentences", self.sentences if on(s.min_sentence_pieces) else None),
             ("zh_char_count", self.char_count if on(s.min_chars) or on(s.max_chars) else None),
             ("zh_mean_word_length", self.mean_word_length if on(s.min_mean_word_length) or on(s.max_mean_word_length) else None),
@@ -106,62 +104,48 @@ class ChineseRules:
             ("zh_unique_chars", self.unique_chars if on(s.min_unique_char_ratio) else None),
             ("zh_char_entropy", self.char_entropy if on(s.min_char_entropy) else None),
         ]
-        self.rules = [(n, r) for n, r in table if r is not None]
 
-    def _ratio(self, num: float, den: float) -> float | None:
-        return safe_ratio(num, den, self.compat)
-
-    @staticmethod
-    def _above(v: float | None, thr: float) -> bool:
-        return v is None or v > thr
-
-    def sentences(self, t: str) -> bool:
+    def sentences(self, t: str, meta: dict) -> bool:
         return len(_PIECES.split(t)) < self.s.min_sentence_pieces
 
-    def char_count(self, t: str) -> bool:
+    def char_count(self, t: str, meta: dict) -> bool:
         lo, hi = self.s.min_chars, self.s.max_chars
         return (lo is not None and len(t) < lo) or (hi is not None and len(t) > hi)
 
-    def mean_word_length(self, t: str) -> bool:
+    def mean_word_length(self, t: str, meta: dict) -> bool:
         words = jieba_words(t)
         mean = self._ratio(sum(map(len, words)), len(words))
         lo, hi = self.s.min_mean_word_length, self.s.max_mean_word_length
         return mean is None or (lo is not None and mean < lo) or (hi is not None and mean > hi)
 
-    def hash_runs(self, t: str) -> bool:
+    def hash_runs(self, t: str, meta: dict) -> bool:
         runs = sum(1 for _ in _HASH_RUN.finditer(t)) if "#" in t else 0
         return self._above(self._ratio(runs, len(t)), self.s.max_hash_run_ratio)
 
-    def ellipsis_runs(self, t: str) -> bool:
+    def ellipsis_runs(self, t: str, meta: dict) -> bool:
         return self._above(self._ratio(sum(1 for _ in _ELLIPSIS_RUN.finditer(t)), len(t)), self.s.max_ellipsis_run_ratio)
 
-    def digits(self, t: str) -> bool:
+    def digits(self, t: str, meta: dict) -> bool:
         return self._above(self._ratio(len(_DIGIT.findall(t)), len(t)), self.s.max_digit_ratio)
 
-    def read_more_lines(self, t: str) -> bool:
+    def read_more_lines(self, t: str, meta: dict) -> bool:
         lines = t.split("\n")
         hits = sum(1 for line in lines if line.rstrip().lower().endswith(_READ_MORE_ENDINGS))
         return self._above(self._ratio(hits, len(lines)), self.s.max_read_more_line_ratio)
 
-    def bullet_lines(self, t: str) -> bool:
+    def bullet_lines(self, t: str, meta: dict) -> bool:
         lines = t.split("\n")
         return self._above(self._ratio(sum(1 for x in lines if x.startswith(BULLETS)), len(lines)), self.s.max_bullet_line_ratio)
 
-    def no_punctuation(self, t: str) -> bool:
+    def no_punctuation(self, t: str, meta: dict) -> bool:
         return _ANY_PUNCT.search(t) is None
 
-    def unique_chars(self, t: str) -> bool:
+    def unique_chars(self, t: str, meta: dict) -> bool:
         r = self._ratio(len(set(t)), len(t))
         return r is None or r <= self.s.min_unique_char_ratio
 
-    def char_entropy(self, t: str) -> bool:
+    def char_entropy(self, t: str, meta: dict) -> bool:
         return entropy_from_ids(code_points(t)) < self.s.min_char_entropy
-
-    def first_failure(self, text: str) -> str | None:
-        for name, rule in self.rules:
-            if rule(text):
-                return name
-        return None
 
 
 class ChineseRepetitionSettings(StageSettings):
@@ -174,53 +158,73 @@ class ChineseRepetitionSettings(StageSettings):
     )
 
 
+class ChineseRepetition(RuleSet):
+    """Character n-gram repetition rules (Gopher's definitions over characters); none in compat mode."""
+
+    def __init__(self, settings: ChineseRepetitionSettings | None = None):
+        s = settings or ChineseRepetitionSettings()
+        wanted = [n for n, v in {**s.top_ngram_ratios, **s.dup_ngram_ratios}.items() if v is not None]
+        self.max_n = max(wanted, default=1)
+        super().__init__(s)
+
+    def rule_table(self) -> list[tuple[str, Rule | None]]:
+        if self.compat:  # the released code tests a tuple for truth: these rules never drop
+            return []
+        s = self.s
+        table: list[tuple[str, Rule | None]] = []
+        for n, thr in sorted(s.top_ngram_ratios.items()):
+            table.append((f"zh_top_{n}gram", self._top(n, thr) if thr is not None else None))
+        for n, thr in sorted(s.dup_ngram_ratios.items()):
+            table.append((f"zh_dup_{n}gram", self._dup(n, thr) if thr is not None else None))
+        return table
+
+    def features(self, text: str) -> dict:
+        cps = code_points(text)
+        return {"n": len(cps), "lengths": np.ones(len(cps), dtype=np.int64), "keys": ngram_keys(cps, self.max_n)}
+
+    @staticmethod
+    def _top(n: int, threshold: float) -> Rule:
+        def rule(f: dict, meta: dict) -> bool:
+            keys = f["keys"].get(n)
+            return keys is not None and top_ngram_char_share(keys, f["lengths"], n, f["n"]) > threshold
+
+        return rule
+
+    @staticmethod
+    def _dup(n: int, threshold: float) -> Rule:
+        def rule(f: dict, meta: dict) -> bool:
+            keys = f["keys"].get(n)
+            return keys is not None and duplicated_ngram_char_share(keys, f["lengths"], n, f["n"]) > threshold
+
+        return rule
+
+    def first_failure(self, text: str, metadata: dict | None = None) -> str | None:
+        if not self.rules or not text:
+            return None
+        return super().first_failure(text, metadata)
+
+
 def chinese_repetition_failure(text: str, settings: ChineseRepetitionSettings | None = None) -> str | None:
     """First failing character-n-gram repetition rule (Gopher definitions over characters), or None."""
-    s = settings or ChineseRepetitionSettings()
-    if s.reference_compat or not text:
-        return None
-    cps = code_points(text)
-    lengths = np.ones(len(cps), dtype=np.int64)
-    wanted = [n for n, v in {**s.top_ngram_ratios, **s.dup_ngram_ratios}.items() if v is not None]
-    keys = ngram_keys(cps, max(wanted, default=1))
-    for n, thr in sorted(s.top_ngram_ratios.items()):
-        if thr is not None and n in keys and top_ngram_char_share(keys[n], lengths, n, len(cps)) > thr:
-            return f"zh_top_{n}gram"
-    for n, thr in sorted(s.dup_ngram_ratios.items()):
-        if thr is not None and n in keys and duplicated_ngram_char_share(keys[n], lengths, n, len(cps)) > thr:
-            return f"zh_dup_{n}gram"
-    return None
+    return ChineseRepetition(settings).first_failure(text)
 
 
-class ChineseRulesFilter(BaseFilter):
+class ChineseRulesFilter(RuleSetFilter):
     name = "🀄 MAP-Neo Chinese rules"
     _requires_dependencies = ["jieba"]
-
-    def __init__(self, settings: ChineseRulesSettings | None = None, exclusion_writer: DiskWriter | None = None):
-        super().__init__(exclusion_writer)
-        self.settings = settings or ChineseRulesSettings()
-        self._rules: ChineseRules | None = None
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        if self._rules is None:
-            self._rules = ChineseRules(self.settings)
-        reason = self._rules.first_failure(doc.text)
-        return (False, reason) if reason else True
+    rule_set_class = ChineseRules
+    settings_class = ChineseRulesSettings
 
 
-class ChineseRepetitionFilter(BaseFilter):
+class ChineseRepetitionFilter(RuleSetFilter):
     name = "🀄 MAP-Neo Chinese repetition"
-
-    def __init__(self, settings: ChineseRepetitionSettings | None = None, exclusion_writer: DiskWriter | None = None):
-        super().__init__(exclusion_writer)
-        self.settings = settings or ChineseRepetitionSettings()
+    rule_set_class = ChineseRepetition
+    settings_class = ChineseRepetitionSettings
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if self.settings.reference_compat:
             self.stat_update("not_applied_reference_compat")
-            return True
-        reason = chinese_repetition_failure(doc.text, self.settings)
-        return (False, reason) if reason else True
+        return super().filter(doc)
 
 
 @register_stage("chinese_rules", settings=ChineseRulesSettings, kind="document")

@@ -9,24 +9,21 @@ its source intended. Which rules reuse datatrove and what compat changes: stages
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any
 
-from datatrove.data import Document
-from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
-from datatrove.pipeline.writers.disk_base import DiskWriter
 from pydantic import Field
 
 from curate.plan import StageContext
 from curate.registry import StageSettings, register_stage
 from stages.clean.english_features import DEFAULT_BAD_WORDS, DEFAULT_STOP_WORDS, BadWords, EnglishFeatures, read_word_list
 from stages.clean.langid import LanguageIdentifier, language_decision
+from stages.clean.rule_set import Rule, RuleSet, RuleSetFilter
 from stages.clean.text_stats import (
     duplicated_ngram_char_share,
     entropy_from_ids,
     released_dup_char_ngram_share,
     released_top_char_ngram_share,
-    safe_ratio,
     top_ngram_char_share,
 )
 
@@ -104,22 +101,21 @@ class EnglishRulesSettings(StageSettings):
     )
 
 
-Rule = Callable[[EnglishFeatures, dict], bool]  # True = the document fails
-
-
-class EnglishRules:
+class EnglishRules(RuleSet):
     """The enabled rules of one settings object, ready to evaluate documents (plain Python, no datatrove)."""
 
     def __init__(self, settings: EnglishRulesSettings | None = None):
-        self.s = s = settings or EnglishRulesSettings()
-        self.compat = s.reference_compat
+        s = settings or EnglishRulesSettings()
         self.stop_words = frozenset(read_word_list(s.stop_words_file or DEFAULT_STOP_WORDS))
         self.bad_word_list = BadWords.from_file(s.bad_words_file or DEFAULT_BAD_WORDS) if s.bad_words else None
-        self.identifier = LanguageIdentifier(s.language_model, newline_replacement="" if self.compat else " ")
-        self.rules: list[tuple[str, Rule]] = [(n, r) for n, r in self._all_rules() if r is not None]
+        self.identifier = LanguageIdentifier(s.language_model, newline_replacement="" if s.reference_compat else " ")
+        super().__init__(s)
+
+    def features(self, text: str) -> EnglishFeatures:
+        return EnglishFeatures(text)
 
     # --- the rules, in MAP-Neo's order; `None` = switched off ---------------------------------------
-    def _all_rules(self) -> list[tuple[str, Rule | None]]:
+    def rule_table(self) -> list[tuple[str, Rule | None]]:
         s, on = self.s, (lambda v: v is not None)
         rules: list[tuple[str, Any]] = [
             (
@@ -157,21 +153,6 @@ class EnglishRules:
         rules.append(("rep_dup_lines", self.dup_lines if on(s.max_dup_line_ratio) else None))
         rules.append(("rep_dup_paragraphs", self.dup_paragraphs if on(s.max_dup_paragraph_char_ratio) else None))
         return rules
-
-    def _ratio(self, num: float, den: float) -> float | None:
-        return safe_ratio(num, den, self.compat)
-
-    @staticmethod
-    def _above(value: float | None, threshold: float) -> bool:
-        return value is None or value > threshold  # None: the released code raised -> dropped
-
-    @staticmethod
-    def _at_or_above(value: float | None, threshold: float) -> bool:
-        return value is None or value >= threshold
-
-    @staticmethod
-    def _below(value: float | None, threshold: float) -> bool:
-        return value is None or value < threshold
 
     def mean_token_length(self, f: EnglishFeatures, meta: dict) -> bool:
         if not f.tokens and not self.compat:  # no tokens: no mean (the token-count rule catches it)
@@ -315,36 +296,12 @@ class EnglishRules:
         paragraphs = _PARAGRAPH_SPLIT.split(f.text.strip())
         return self._above(self._ratio(find_duplicates(paragraphs)[1], f.n_chars), self.s.max_dup_paragraph_char_ratio)
 
-    # --- evaluation ------------------------------------------------------------------------------
-    def first_failure(self, text: str, metadata: dict | None = None) -> str | None:
-        """Name of the first rule `text` fails, or None when it passes all enabled rules."""
-        f = EnglishFeatures(text)
-        meta = metadata if metadata is not None else {}
-        for name, rule in self.rules:
-            if rule(f, meta):
-                return name
-        return None
 
-
-def english_rules_failure(text: str, settings: EnglishRulesSettings | None = None, metadata: dict | None = None) -> str | None:
-    """Convenience wrapper: first failing English rule of `text` (None = kept)."""
-    return EnglishRules(settings).first_failure(text, metadata)
-
-
-class EnglishRulesFilter(BaseFilter):
+class EnglishRulesFilter(RuleSetFilter):
     name = "🇬🇧 MAP-Neo English rules"
     _requires_dependencies = ["nltk", ("fasttext", "fasttext-numpy2-wheel")]
-
-    def __init__(self, settings: EnglishRulesSettings | None = None, exclusion_writer: DiskWriter | None = None):
-        super().__init__(exclusion_writer)
-        self.settings = settings or EnglishRulesSettings()
-        self._rules: EnglishRules | None = None
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        if self._rules is None:  # built in the task, not pickled with the pipeline
-            self._rules = EnglishRules(self.settings)
-        reason = self._rules.first_failure(doc.text, doc.metadata)
-        return (False, reason) if reason else True
+    rule_set_class = EnglishRules
+    settings_class = EnglishRulesSettings
 
 
 @register_stage("english_rules", settings=EnglishRulesSettings, kind="document")
