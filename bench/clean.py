@@ -123,6 +123,7 @@ def main() -> None:
         "ours_without_langid_docs_per_s": round(n / no_lid_s, 2),
         "ratio_ours_without_langid_over_chain": round(chain_s / no_lid_s, 3),
         "ours_reference_compat_docs_per_s": round(n / compat_s, 2),
+        "ratio_ours_reference_compat_over_chain": round(chain_s / compat_s, 3),
         "datatrove_chain": "GopherQualityFilter > GopherRepetitionFilter > C4QualityFilter > FineWebQualityFilter",
         "kept": {
             "ours": ours_reasons.get("kept", 0),

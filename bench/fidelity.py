@@ -5,7 +5,8 @@ Prints ONE JSON line. The released code's decisions on two visible corpora are i
 
 * English: every page of `web_pages.jsonl.gz` through `english_rules` with `reference_compat: true`
   and MAP-Neo's own stop-word and bad-word lists (`--stop-words` / `--bad-words`, default: the copies
-  beside the decisions);
+  beside the decisions; of the bad-word file only the two tuples the released filter reads, see
+  `released_bad_word_file`);
 * Chinese: every zh / zh-CN / zh-TW document of `debian_multilingual.jsonl.gz` through
   `chinese_format -> url_filter -> chinese_rules -> langid`, all in compat mode, the text rewritten
   by the stages themselves; for documents both sides keep, the SHA-256 of curate's rewritten text is
@@ -27,6 +28,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -44,6 +46,27 @@ ZH_GROUPS = {
     "low_language_score": "ccnet_rules",
     "unexpected_language": "ccnet_rules",
 }
+
+
+# MAP-Neo's bad-word file beside the decisions holds three released tuples one after another:
+# STRICT_BAD_URL_WORDS, HARD_BAD_URL_WORDS and SOFT_BAD_URL_WORDS. The released English filter consults
+# the first two only (with all three, every page naming e.g. "game", "live" or "body" would drop:
+# agreement 0.760, every flip a soft-list word). The soft tuple is found by its first entries.
+SOFT_LIST_START = ["sex", "webcam", "escort", "adult"]
+
+
+def released_bad_word_file(path: str, out_dir: str) -> str:
+    """`path` cut before the SOFT_BAD_URL_WORDS tuple (unchanged when that tuple is not in it)."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    k = len(SOFT_LIST_START)
+    cut = next((i for i in range(len(lines) - k + 1) if lines[i : i + k] == SOFT_LIST_START), None)
+    if cut is None:
+        return path
+    out = os.path.join(out_dir, "strict_and_hard_bad_words.txt")
+    with open(out, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines[:cut]) + "\n")
+    return out
 
 
 def en_group(reason: str | None) -> str | None:
@@ -162,15 +185,22 @@ def main() -> None:
     ap.add_argument("--reference", default=str(shared / "reference" / "mapneo"))
     ap.add_argument("--stop-words", default=None, help="MAP-Neo's stop-word list (default: beside the decisions)")
     ap.add_argument("--bad-words", default=None, help="MAP-Neo's bad-word list (default: beside the decisions)")
+    ap.add_argument(
+        "--all-bad-word-tuples",
+        action="store_true",
+        help="use the bad-word file whole (default: cut before SOFT_BAD_URL_WORDS, which the released code never reads)",
+    )
     ap.add_argument("--only", choices=("en", "zh"), default=None)
     ap.add_argument("--limit", type=int, default=None, help="first N documents of each corpus")
     args = ap.parse_args()
     data, ref = Path(args.data), Path(args.reference)
     result: dict = {"bench": "fidelity", "reference": "MAP-Neo released code (decisions_*.jsonl)"}
     if args.only in (None, "en"):
-        result["english"] = english(
-            data, ref, args.stop_words or str(ref / "stop_words.txt"), args.bad_words or str(ref / "bad_words.txt"), args.limit
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            bad = args.bad_words or str(ref / "bad_words.txt")
+            if not args.all_bad_word_tuples:
+                bad = released_bad_word_file(bad, tmp)
+            result["english"] = english(data, ref, args.stop_words or str(ref / "stop_words.txt"), bad, args.limit)
     if args.only in (None, "zh"):
         result["chinese"] = chinese(data, ref, args.limit)
     print(json.dumps(result, ensure_ascii=False))

@@ -88,6 +88,8 @@ CASES = [
     ("bullets_indented_not_bullet", only("max_bullet_line_ratio"), "\n".join([" • x"] * 100), None, True, True),
     ("stop_words_1", only("min_stop_words"), words(30) + " the The THE", None, False, False),
     ("stop_words_2", only("min_stop_words"), words(30) + " the of", None, True, True),
+    # compat counts stop words on the raw text: full-width "ｔｈｅ ｏｆ" only become "the of" under NFKC
+    ("stop_words_fullwidth", only("min_stop_words"), words(30) + " ｔｈｅ ｏｆ", None, True, False),
     # 10 lines, 2 / 3 ending in an ellipsis: per line 0.2 / 0.3; per character ~0.004 (compat keeps)
     ("ellipsis_lines_2", only("max_ellipsis_line_ratio"), "\n".join(["bcdf ghjk..."] * 2 + ["bcdf ghjk"] * 8), None, True, True),
     ("ellipsis_lines_3", only("max_ellipsis_line_ratio"), "\n".join(["bcdf ghjk..."] * 3 + ["bcdf ghjk"] * 7), None, False, True),
@@ -108,6 +110,8 @@ CASES = [
     ("chars_200", only("min_non_space_chars"), " ".join(["b" * 200] + [" \t\n"] * 30), None, True, True),
     ("curly_24", only("max_curly_bracket_ratio"), "{" * 12 + "}" * 12 + "b" * 976, None, True, True),
     ("curly_25", only("max_curly_bracket_ratio"), "{" * 13 + "}" * 12 + "b" * 975, None, False, False),
+    # compat counts brackets on the raw text, where full-width ｛｝ are not { }
+    ("curly_25_fullwidth", only("max_curly_bracket_ratio"), "｛" * 13 + "｝" * 12 + "b" * 975, None, False, True),
     ("lorem", only("lorem_ipsum"), words(20) + " Lorem Ipsum dolor", None, False, False),
     ("lorem_fullwidth_nfkc", only("lorem_ipsum"), words(20) + " Ｌｏｒｅｍ ｉｐｓｕｍ", None, False, False),
     ("lorem_spaced", only("lorem_ipsum"), words(20) + " lorem  ipsum", None, True, True),
@@ -122,6 +126,9 @@ CASES = [
     ("read_more_1", only("max_read_more_ratio"), " ".join(["This is a sentence."] * 9 + ["Read more."]), None, True, True),
     ("read_more_2", only("max_read_more_ratio"), " ".join(["This is a sentence."] * 8 + ["Read more."] * 2), None, False, True),
     ("read_more_2_bare", only("max_read_more_ratio"), " ".join(["This is a sentence."] * 8 + ["Go. Read more"]), None, True, True),
+    # released `.*(read more)$` without DOTALL: a "read more" after a line break does not count
+    ("read_more_bare_1_of_5", only("max_read_more_ratio"), " ".join(["This is a sentence."] * 4 + ["Stop here read more"]), None, False, False),
+    ("read_more_after_blank_line", only("max_read_more_ratio"), " ".join(["This is a sentence."] * 4 + ["Stop here\n\nread more"]), None, False, True),
     ("hash_runs_10", only("max_hash_run_ratio"), "".join(("#" + "x" * 9) for _ in range(10)), None, True, True),
     ("hash_runs_11", only("max_hash_run_ratio"), "".join(("#" + "x" * 8) for _ in range(11)) + "x", None, False, False),
     ("ellipsis_runs_10", only("max_ellipsis_run_ratio"), "".join((".." + "x" * 8) for _ in range(10)), None, True, True),
@@ -131,12 +138,17 @@ CASES = [
     # non-alpha tokens / characters without punctuation: 10 "bcdf" + d "1": d / (49 + 2d)
     ("non_alpha_tokens_16", only("max_non_alpha_token_ratio"), words(10) + " 1" * 16, None, True, True),
     ("non_alpha_tokens_17", only("max_non_alpha_token_ratio"), words(10) + " 1" * 17, None, False, False),
+    # compat: punctuation tokens are non-alphabetic too; denominator 49 + p spaces: p / (49 + p)
+    ("non_alpha_punct_tokens_12", only("max_non_alpha_token_ratio"), words(10) + " ." * 12, None, True, True),
+    ("non_alpha_punct_tokens_16", only("max_non_alpha_token_ratio"), words(10) + " ." * 16, None, True, False),
     # digit tokens: 2 "bcdf" + d "1": d / (9 + 2d)
     ("digit_tokens_6", only("max_digit_token_ratio"), words(2) + " 1" * 6, None, True, True),
     ("digit_tokens_7", only("max_digit_token_ratio"), words(2) + " 1" * 7, None, False, False),
-    ("bad_word", only("bad_words"), words(20) + " free PORN here", None, False, False),
+    # compat matches tokens exactly as written against the list (no lower-casing, no phrases)
+    ("bad_word", only("bad_words"), words(20) + " free PORN here", None, False, True),
+    ("bad_word_lower", only("bad_words"), words(20) + " free porn here", None, False, False),
     ("bad_word_inside_word", only("bad_words"), words(20) + " pornstarch popcorn", None, True, True),
-    ("bad_phrase", only("bad_words"), words(20) + " meet hot singles now", None, False, False),
+    ("bad_phrase", only("bad_words"), words(20) + " meet hot singles now", None, False, True),
     ("entropy_21", only("min_word_entropy"), " ".join(unique_words(21) * 3), None, True, True),
     ("entropy_20", only("min_word_entropy"), " ".join(unique_words(20) * 3), None, False, False),
     # word top 2-gram: share = c / (U + c); compat uses character n-grams of the raw text instead

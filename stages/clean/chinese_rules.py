@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 
 import numpy as np
 from datatrove.data import Document
@@ -21,7 +22,7 @@ from pydantic import Field
 from curate.plan import StageContext
 from curate.registry import StageSettings, register_stage
 from stages.clean.english_rules import BULLETS
-from stages.clean.rule_set import Rule, RuleSet, RuleSetFilter, enabled
+from stages.clean.rule_set import Rule, RuleSet, RuleSetFilter, above, enabled, ratio
 from stages.clean.text_stats import (
     code_points,
     duplicated_ngram_char_share,
@@ -40,12 +41,16 @@ PUNCTUATION = frozenset(string.punctuation + _CJK_PUNCT)
 _ANY_PUNCT = re.compile("[" + re.escape(string.punctuation + _CJK_PUNCT) + "]")
 _NOT_WORD = re.compile("[\\s" + re.escape(string.punctuation + _CJK_PUNCT) + "]+")
 _READ_MORE_ENDINGS = ("readmore", "展开", "更多")
+# released: case-sensitive, no strip, plus "。。。" (which format unification has already turned into "...")
+_RELEASED_READ_MORE_ENDINGS = ("readmore", "展开", "更多", "。。。")
+_RELEASED_PUNCTUATION = frozenset(string.punctuation + "…")  # on NFKC text, where "…" has become "..."
+_NOT_WORD_OR_SPACE = re.compile(r"[^\w\s]")
 
 _jieba = None
 
 
-def jieba_words(text: str) -> list[str]:
-    """jieba words of `text` with punctuation and whitespace removed (dictionary loaded once per process)."""
+def jieba_cut(text: str) -> list[str]:
+    """jieba's words of `text` (accurate mode with HMM, its default; dictionary loaded once per process)."""
     global _jieba
     if _jieba is None:
         import logging
@@ -55,8 +60,13 @@ def jieba_words(text: str) -> list[str]:
         jieba.setLogLevel(logging.WARNING)
         jieba.initialize()
         _jieba = jieba
+    return _jieba.lcut(text)
+
+
+def jieba_words(text: str) -> list[str]:
+    """jieba words of `text` with punctuation and whitespace removed from each word."""
     out = []
-    for w in _jieba.lcut(text):
+    for w in jieba_cut(text):
         if not w.isalnum():  # rare: tokens holding punctuation or spaces lose those characters
             w = _NOT_WORD.sub("", w)
         if w:
@@ -90,6 +100,8 @@ class ChineseRules(RuleSet):
         super().__init__(settings or ChineseRulesSettings())
 
     def rule_table(self) -> list[tuple[str, Rule | None]]:
+        if self.compat:
+            return ReleasedChineseRules(self.s).table()
         s, on = self.s, enabled
         return [
             ("zh_sentences", self.sentences if on(s.min_sentence_pieces) else None),
@@ -104,6 +116,9 @@ class ChineseRules(RuleSet):
             ("zh_unique_chars", self.unique_chars if on(s.min_unique_char_ratio) else None),
             ("zh_char_entropy", self.char_entropy if on(s.min_char_entropy) else None),
         ]
+
+    def features(self, text: str) -> str | ReleasedText:
+        return ReleasedText(text) if self.compat else text
 
     def sentences(self, t: str, meta: dict) -> bool:
         return len(_PIECES.split(t)) < self.s.min_sentence_pieces
@@ -146,6 +161,100 @@ class ChineseRules(RuleSet):
 
     def char_entropy(self, t: str, meta: dict) -> bool:
         return entropy_from_ids(code_points(t)) < self.s.min_char_entropy
+
+
+class ReleasedText:
+    """The two views the released Chinese rules read: the text as rewritten so far, and its NFKC form."""
+
+    __slots__ = ("text", "_nfkc")
+
+    def __init__(self, text: str):
+        self.text = text
+        self._nfkc: str | None = None
+
+    @property
+    def nfkc(self) -> str:
+        if self._nfkc is None:
+            t = self.text
+            self._nfkc = t if unicodedata.is_normalized("NFKC", t) else unicodedata.normalize("NFKC", t)
+        return self._nfkc
+
+
+class ReleasedChineseRules:
+    """`chinese_rules` with `reference_compat: true`: the released rule function, decision for decision.
+
+    The sentence split and the `#` / ellipsis runs read the text as rewritten; every other rule reads
+    its NFKC form (length, jieba words of the text with punctuation removed *before* segmenting,
+    digits among the characters left once punctuation is removed, lines from `str.splitlines`,
+    ASCII punctuation and `…` only, unique characters, character entropy). Same order, same names.
+    """
+
+    def __init__(self, settings: ChineseRulesSettings):
+        self.s = settings
+
+    def table(self) -> list[tuple[str, Rule | None]]:
+        s, on = self.s, enabled
+        return [
+            ("zh_sentences", self.sentences if on(s.min_sentence_pieces) else None),
+            ("zh_char_count", self.char_count if on(s.min_chars) or on(s.max_chars) else None),
+            ("zh_mean_word_length", self.mean_word_length if on(s.min_mean_word_length) or on(s.max_mean_word_length) else None),
+            ("zh_hash_runs", self.hash_runs if on(s.max_hash_run_ratio) else None),
+            ("zh_ellipsis_runs", self.ellipsis_runs if on(s.max_ellipsis_run_ratio) else None),
+            ("zh_digits", self.digits if on(s.max_digit_ratio) else None),
+            ("zh_read_more_lines", self.read_more_lines if on(s.max_read_more_line_ratio) else None),
+            ("zh_bullet_lines", self.bullet_lines if on(s.max_bullet_line_ratio) else None),
+            ("zh_no_punctuation", self.no_punctuation if s.require_punctuation else None),
+            ("zh_unique_chars", self.unique_chars if on(s.min_unique_char_ratio) else None),
+            ("zh_char_entropy", self.char_entropy if on(s.min_char_entropy) else None),
+        ]
+
+    def sentences(self, f: ReleasedText, meta: dict) -> bool:
+        # pieces that are only whitespace do not count
+        return sum(1 for p in _PIECES.split(f.text) if p.strip()) < self.s.min_sentence_pieces
+
+    def char_count(self, f: ReleasedText, meta: dict) -> bool:
+        n, lo, hi = len(f.nfkc), self.s.min_chars, self.s.max_chars
+        return (lo is not None and n < lo) or (hi is not None and n > hi)
+
+    def mean_word_length(self, f: ReleasedText, meta: dict) -> bool:
+        words = [w for w in jieba_cut(_NOT_WORD_OR_SPACE.sub("", f.nfkc)) if w.strip()]
+        mean = sum(map(len, words)) / len(words) if words else 0.0
+        lo, hi = self.s.min_mean_word_length, self.s.max_mean_word_length
+        return (lo is not None and mean < lo) or (hi is not None and mean > hi)
+
+    def hash_runs(self, f: ReleasedText, meta: dict) -> bool:
+        t = f.text
+        runs = sum(1 for _ in _HASH_RUN.finditer(t)) if "#" in t else 0
+        return above(ratio(runs, len(t), True), self.s.max_hash_run_ratio)
+
+    def ellipsis_runs(self, f: ReleasedText, meta: dict) -> bool:
+        t = f.text
+        return above(ratio(sum(1 for _ in _ELLIPSIS_RUN.finditer(t)), len(t), True), self.s.max_ellipsis_run_ratio)
+
+    def digits(self, f: ReleasedText, meta: dict) -> bool:
+        kept = _NOT_WORD_OR_SPACE.sub("", f.nfkc)
+        digits = sum(1 for c in kept if c.isdigit())
+        return (digits / len(kept) if kept else 0.0) > self.s.max_digit_ratio
+
+    def read_more_lines(self, f: ReleasedText, meta: dict) -> bool:
+        lines = f.nfkc.splitlines()
+        hits = sum(1 for line in lines if line.endswith(_RELEASED_READ_MORE_ENDINGS))
+        return (hits / len(lines) if lines else 0.0) > self.s.max_read_more_line_ratio
+
+    def bullet_lines(self, f: ReleasedText, meta: dict) -> bool:
+        lines = f.nfkc.splitlines()
+        bullets = sum(1 for line in lines if line.startswith(BULLETS))
+        return (bullets / len(lines) if lines else 0.0) > self.s.max_bullet_line_ratio
+
+    def no_punctuation(self, f: ReleasedText, meta: dict) -> bool:
+        return _RELEASED_PUNCTUATION.isdisjoint(f.nfkc)
+
+    def unique_chars(self, f: ReleasedText, meta: dict) -> bool:
+        n = f.nfkc
+        return (len(set(n)) / len(n) if n else 0.0) <= self.s.min_unique_char_ratio
+
+    def char_entropy(self, f: ReleasedText, meta: dict) -> bool:
+        return entropy_from_ids(code_points(f.nfkc)) < self.s.min_char_entropy
 
 
 class ChineseRepetitionSettings(StageSettings):

@@ -16,21 +16,23 @@ from pydantic import Field
 
 from curate.plan import StageContext
 from curate.registry import StageSettings, register_stage
-from stages.clean.english_features import DEFAULT_BAD_WORDS, DEFAULT_STOP_WORDS, BadWords, EnglishFeatures, read_word_list
+from stages.clean.english_features import (  # noqa: F401  (BULLETS: re-exported for chinese_rules)
+    BULLETS,
+    DEFAULT_BAD_WORDS,
+    DEFAULT_STOP_WORDS,
+    BadWords,
+    EnglishFeatures,
+    read_word_list,
+)
+from stages.clean.english_released import ReleasedEnglishRules, read_exact_list
 from stages.clean.langid import LanguageIdentifier, language_decision
 from stages.clean.rule_set import Rule, RuleSet, RuleSetFilter
 from stages.clean.text_stats import (
     duplicated_ngram_char_share,
     entropy_from_ids,
-    released_dup_char_ngram_share,
-    released_top_char_ngram_share,
     top_ngram_char_share,
 )
 
-# Gopher bullet set as MAP-Neo lists it (20 characters; no `-`, lines are not stripped).
-BULLETS = tuple("•●○■□▪▫※·➢") + tuple(
-    chr(c) for c in (0x2022, 0x2023, 0x25B6, 0x25C0, 0x25E6, 0x25A0, 0x25A1, 0x25AA, 0x25AB, 0x2013)
-)
 _C4_SENTENCE = re.compile(r"\b[^.!?]+[.!?]*")
 _HASH_RUN = re.compile(r"#+")
 _ELLIPSIS_RUN = re.compile(r"…+|\.{2,}")
@@ -106,8 +108,12 @@ class EnglishRules(RuleSet):
 
     def __init__(self, settings: EnglishRulesSettings | None = None):
         s = settings or EnglishRulesSettings()
-        self.stop_words = frozenset(read_word_list(s.stop_words_file or DEFAULT_STOP_WORDS))
-        self.bad_word_list = BadWords.from_file(s.bad_words_file or DEFAULT_BAD_WORDS) if s.bad_words else None
+        stop_file, bad_file = s.stop_words_file or DEFAULT_STOP_WORDS, s.bad_words_file or DEFAULT_BAD_WORDS
+        # compat matches both lists as the released code does: entries exactly as written (bad words
+        # against tokens with their case, no phrases); the default lower-cases and allows phrases
+        self.stop_words = read_exact_list(stop_file) if s.reference_compat else frozenset(read_word_list(stop_file))
+        self.exact_bad_words = read_exact_list(bad_file) if s.bad_words and s.reference_compat else None
+        self.bad_word_list = BadWords.from_file(bad_file) if s.bad_words and not s.reference_compat else None
         self.identifier = LanguageIdentifier(s.language_model, newline_replacement="" if s.reference_compat else " ")
         super().__init__(s)
 
@@ -116,6 +122,8 @@ class EnglishRules(RuleSet):
 
     # --- the rules, in MAP-Neo's order; `None` = switched off ---------------------------------------
     def rule_table(self) -> list[tuple[str, Rule | None]]:
+        if self.compat:  # the released functions, order and views: english_released.py
+            return ReleasedEnglishRules(self).table()
         s, on = self.s, (lambda v: v is not None)
         rules: list[tuple[str, Any]] = [
             (
@@ -155,7 +163,7 @@ class EnglishRules(RuleSet):
         return rules
 
     def mean_token_length(self, f: EnglishFeatures, meta: dict) -> bool:
-        if not f.tokens and not self.compat:  # no tokens: no mean (the token-count rule catches it)
+        if not f.tokens:  # no tokens: no mean (the token-count rule catches it)
             return False
         mean = self._ratio(int(f.token_lengths.sum()), len(f.tokens))
         lo, hi = self.s.min_mean_token_length, self.s.max_mean_token_length
@@ -178,12 +186,10 @@ class EnglishRules(RuleSet):
 
     def ellipsis_lines(self, f: EnglishFeatures, meta: dict) -> bool:
         ending = sum(1 for line in f.lines if line.rstrip().endswith(("...", "…")))
-        # released: divided by the character count (almost never fires); intended: by the line count
-        return self._above(self._ratio(ending, f.n_chars if self.compat else len(f.lines)), self.s.max_ellipsis_line_ratio)
+        return self._above(self._ratio(ending, len(f.lines)), self.s.max_ellipsis_line_ratio)
 
     def non_alpha_words(self, f: EnglishFeatures, meta: dict) -> bool:
-        den = f.n_chars if self.compat else len(f.words)
-        return self._at_or_above(self._ratio(f.non_alpha_word_count, den), self.s.max_non_alpha_word_ratio)
+        return self._at_or_above(self._ratio(f.non_alpha_word_count, len(f.words)), self.s.max_non_alpha_word_ratio)
 
     def stop_word_fraction(self, f: EnglishFeatures, meta: dict) -> bool:
         words = f.stop_word_candidates
@@ -193,8 +199,8 @@ class EnglishRules(RuleSet):
     def language(self, f: EnglishFeatures, meta: dict) -> bool:
         if "language_score" in meta and "language" in meta:
             lang, score = meta["language"], float(meta["language_score"])
-        else:
-            lang, score = self.identifier.predict(f.text)
+        else:  # compat: the released code predicts on the raw text (NFKC moves the score)
+            lang, score = self.identifier.predict(f.raw.text if self.compat else f.text)
             meta["language"], meta["language_score"] = lang, score
         reason = language_decision(
             lang,
@@ -233,10 +239,8 @@ class EnglishRules(RuleSet):
         return len(f.sentences) < self.s.min_sentences
 
     def read_more(self, f: EnglishFeatures, meta: dict) -> bool:
-        if self.compat:  # released: the sentence itself must end in the words ("Read more." does not)
-            hits = sum(1 for s in f.sentences if s.strip().lower().endswith("read more"))
-        else:  # intended: "Read more.", "Read more »", "read more..." count too
-            hits = sum(1 for s in f.sentences if s.lower().rstrip(_TRAILING_MARKS).endswith("read more"))
+        # "Read more.", "Read more »", "read more..." count too (compat: the released regex, no marks)
+        hits = sum(1 for s in f.sentences if s.lower().rstrip(_TRAILING_MARKS).endswith("read more"))
         return self._above(self._ratio(hits, len(f.sentences)), self.s.max_read_more_ratio)
 
     def hash_runs(self, f: EnglishFeatures, meta: dict) -> bool:
@@ -266,25 +270,17 @@ class EnglishRules(RuleSet):
 
     def _top_ngram(self, n: int, threshold: float) -> Rule:
         def rule(f: EnglishFeatures, meta: dict) -> bool:
-            if self.compat:  # released: character n-grams of the raw text, (count - 1) * n / chars
-                keys = f.char_ngrams.get(n)
-                share = released_top_char_ngram_share(keys, n, f.n_chars) if keys is not None else 0.0
-            else:  # Gopher: word n-grams, count * characters of the top n-gram / characters of words
-                keys = f.word_ngrams.get(n)
-                share = top_ngram_char_share(keys, f.word_lengths, n, f.word_chars) if keys is not None else 0.0
-            return share > threshold
+            # Gopher: word n-grams, count * characters of the top n-gram / characters of words
+            keys = f.word_ngrams.get(n)
+            return keys is not None and top_ngram_char_share(keys, f.word_lengths, n, f.word_chars) > threshold
 
         return rule
 
     def _dup_ngram(self, n: int, threshold: float) -> Rule:
         def rule(f: EnglishFeatures, meta: dict) -> bool:
-            if self.compat:  # released: distinct characters inside repeated character n-grams / chars
-                keys = f.char_ngrams.get(n)
-                share = released_dup_char_ngram_share(keys, f.code_points, n, f.n_chars) if keys is not None else 0.0
-            else:  # Gopher: characters of words covered by repeated word n-grams / characters of words
-                keys = f.word_ngrams.get(n)
-                share = duplicated_ngram_char_share(keys, f.word_lengths, n, f.word_chars) if keys is not None else 0.0
-            return share > threshold
+            # Gopher: characters of words covered by repeated word n-grams / characters of words
+            keys = f.word_ngrams.get(n)
+            return keys is not None and duplicated_ngram_char_share(keys, f.word_lengths, n, f.word_chars) > threshold
 
         return rule
 

@@ -25,7 +25,8 @@ def unit_ids(units: Sequence[str]) -> np.ndarray:
 
 def code_points(text: str) -> np.ndarray:
     """The text's Unicode code points as uint64 (one per character)."""
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    # surrogatepass: a lone surrogate (valid in a Python str, e.g. from JSON) is one character too
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
 
 
 def ngram_keys(ids: np.ndarray, max_n: int) -> dict[int, np.ndarray]:
