@@ -275,3 +275,46 @@ def test_main_text_survives_more_often_than_boilerplate(shared_data):
         boiler_kept += rules.first_failure("\n".join(boiler)) is None
     assert n >= 100
     assert main_kept / n > boiler_kept / n + 0.1
+
+
+def test_compat_reads_the_released_list_files_as_released(tmp_path):
+    """Stop words from a JSON list (like en_gopher_stopwords.json); bad words from a bad_url_words.py
+    module: its STRICT and HARD tuples read as literals, the SOFT tuple (never imported by the released
+    English filter) ignored; entries matched against tokens with their case."""
+    stop = tmp_path / "stop.json"
+    stop.write_text(json.dumps(["the", "of", "and"]))
+    module = tmp_path / "bad_url_words.py"
+    module.write_text(
+        'STRICT_BAD_URL_WORDS = (\n    "zorkword",\n)\n\nHARD_BAD_URL_WORDS = ("Blorp", "frob")\n\n'
+        'SOFT_BAD_URL_WORDS = (\n    "game",\n)\nraise SystemExit("never executed")\n'
+    )
+    s = EnglishRulesSettings(**only("min_stop_words", "bad_words"), reference_compat=True,
+                             stop_words_file=str(stop), bad_words_file=str(module))
+    rules = EnglishRules(s)
+    assert rules.exact_bad_words == {"zorkword", "Blorp", "frob"}
+    base = words(30) + " the of "
+    assert rules.first_failure(base + "a game") is None  # soft-list word: not consulted
+    assert rules.first_failure(base + "a Blorp") == "self_bad_words"
+    assert rules.first_failure(base + "a blorp") is None  # case kept
+    assert rules.first_failure(words(30) + " the") == "gopher_stop_words"
+    (tmp_path / "none.py").write_text("X = ('a',)\n")
+    with pytest.raises(ValueError, match="defines none of"):
+        EnglishRules(EnglishRulesSettings(reference_compat=True, bad_words_file=str(tmp_path / "none.py")))
+
+
+def test_missing_word_list_is_reported_before_the_run(tmp_path):
+    from stages.clean.english_rules import EnglishRulesFilter
+
+    with pytest.raises(FileNotFoundError, match="english_rules.stop_words_file"):
+        EnglishRulesFilter(EnglishRulesSettings(stop_words_file=str(tmp_path / "missing.json")))
+
+
+def test_compat_reads_raw_text_where_the_released_functions_do():
+    """Same page, two spellings: the NFKC-level rules (tokens) agree, the raw-text rules do not."""
+    from stages.clean.english_features import EnglishFeatures
+
+    f = EnglishFeatures("ｔｈｅ ﬁsh\u00a0cat")
+    assert f.text == "the fish cat" and f.raw.text == "ｔｈｅ ﬁsh\u00a0cat"
+    assert f.raw is not f and EnglishFeatures("plain text").raw.text == "plain text"
+    g = EnglishFeatures("plain text")
+    assert g.raw is g  # NFKC already: one set of views, nothing computed twice

@@ -6,6 +6,7 @@ skips when they are absent."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -51,3 +52,39 @@ def test_chinese_compat_decides_and_rewrites_like_the_released_code(fidelity):
     assert zh["text_equal_share"] >= 0.99
     c = zh["confusion"]
     assert c["both_drop"] >= 3000 and c["both_keep"] >= 2000
+
+
+@pytest.mark.slow
+def test_released_english_recipe_keeps_what_the_released_code_keeps(repo_root, tmp_path):
+    """recipes/map_neo_en_released.yaml, given MAP-Neo's lists, through the real runner: the pages its
+    rules stage keeps are exactly the pages the released code kept."""
+    import gzip
+
+    import yaml
+
+    from curate import api
+
+    decisions = REFERENCE / "decisions_web_pages_en.jsonl"
+    if not decisions.is_file() or not (SHARED_DATA / "web_pages.jsonl.gz").is_file():
+        pytest.skip("MAP-Neo reference decisions or web pages not found")
+    sys.path.insert(0, str(repo_root / "bench"))
+    from fidelity import released_bad_word_file
+
+    with gzip.open(SHARED_DATA / "web_pages.jsonl.gz", "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f][:150]
+    with gzip.open(tmp_path / "sample.jsonl.gz", "wt", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    with open(decisions) as f:
+        kept_by_release = {d["id"] for d in map(json.loads, f) if d["keep"]}
+    recipe = yaml.safe_load((repo_root / "recipes" / "map_neo_en_released.yaml").read_text())
+    recipe["vars"]["stop_words"] = str(REFERENCE / "stop_words.txt")
+    recipe["vars"]["bad_words"] = released_bad_word_file(str(REFERENCE / "bad_words.txt"), str(tmp_path))
+    recipe["input"]["paths"] = str(tmp_path / "sample.jsonl.gz")
+    result = api.run_recipe(recipe, output=tmp_path / "out", tasks=1, workers=1)
+    after_rules = {d["id"] for d in api.read_documents(os.path.join(result.output_dir, "english_rules", "documents"))}
+    expected = {r["id"] for r in rows} & kept_by_release
+    assert 0 < len(expected) < len(rows)
+    assert after_rules == expected
+    final = {d["id"] for d in api.read_documents(result.final_documents)}
+    assert final <= after_rules and final

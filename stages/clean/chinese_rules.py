@@ -5,8 +5,9 @@ released pipeline language id sits between them, so they are two stages: a recip
 `chinese_rules`, then `langid`, then `chinese_repetition`. Each character counts as a word (Chinese
 has no spaces); `jieba` segments words only for the mean-word-length rule.
 
-The released code never applies the repetition rules (it tests a tuple for truth);
-`reference_compat: true` on `chinese_repetition` reproduces that (every document passes).
+`reference_compat: true` on `chinese_rules` runs the released rule function (`ReleasedChineseRules`);
+the released code never applies the repetition rules (it tests a tuple for truth), and compat on
+`chinese_repetition` reproduces that (every document passes).
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ def jieba_words(text: str) -> list[str]:
 
 
 class ChineseRulesSettings(StageSettings):
-    reference_compat: bool = Field(False, description="released behaviour: a rule whose ratio has an empty denominator drops")
+    reference_compat: bool = Field(
+        False, description="the released rule function: NFKC views, punctuation removed before jieba, ... (README)"
+    )
     min_sentence_pieces: int | None = Field(2, description="zh_sentences: drop when re.split('[.!…?;\"]+') gives fewer pieces")
     min_chars: int | None = Field(50, description="zh_char_count: drop with fewer characters")
     max_chars: int | None = Field(10_000, description="zh_char_count: drop with more characters")

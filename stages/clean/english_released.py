@@ -14,6 +14,8 @@ drops it here too.
 
 from __future__ import annotations
 
+import ast
+import json
 import re
 import string
 from pathlib import Path
@@ -37,11 +39,45 @@ _READ_MORE = re.compile(r".*(read more)$")
 _PUNCTUATION = frozenset(string.punctuation)
 
 
+# The tuples of MAP-Neo's `bad_url_words.py` that its English filter imports (it never reads the
+# module's third tuple, SOFT_BAD_URL_WORDS).
+RELEASED_BAD_WORD_TUPLES = ("STRICT_BAD_URL_WORDS", "HARD_BAD_URL_WORDS")
+
+
 def read_exact_list(path: str | Path) -> frozenset[str]:
-    """A word list as the released code matches it: one entry per line, case kept, surrounding
-    whitespace removed; blank lines and lines starting with `#` are skipped."""
-    with open(path, encoding="utf-8") as f:
-        return frozenset(e for e in (line.strip() for line in f) if e and not e.startswith("#"))
+    """A word list as the released code matches it (case kept), from any of three formats:
+
+    * `.py`: the released `bad_url_words.py` itself; the string tuples assigned to
+      STRICT_BAD_URL_WORDS and HARD_BAD_URL_WORDS are read as literals (nothing is executed);
+    * `.json`: a JSON list of strings, like the released `en_gopher_stopwords.json`;
+    * anything else: one entry per line, surrounding whitespace removed, blank lines and lines
+      starting with `#` skipped.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".py":
+        return frozenset(_tuples_from_module(text, path))
+    if path.suffix == ".json":
+        entries = json.loads(text)
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            raise ValueError(f"{path}: expected a JSON list of strings")
+        return frozenset(entries)
+    return frozenset(e for e in (line.strip() for line in text.splitlines()) if e and not e.startswith("#"))
+
+
+def _tuples_from_module(source: str, path: Path) -> list[str]:
+    found: dict[str, list[str]] = {}
+    for node in ast.parse(source, filename=str(path)).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name in RELEASED_BAD_WORD_TUPLES:
+                value = ast.literal_eval(node.value)
+                if not isinstance(value, (tuple, list)) or not all(isinstance(e, str) for e in value):
+                    raise ValueError(f"{path}:{node.lineno}: {name} is not a tuple of strings")
+                found[name] = list(value)
+    if not found:
+        raise ValueError(f"{path}: defines none of {', '.join(RELEASED_BAD_WORD_TUPLES)}")
+    return [e for name in RELEASED_BAD_WORD_TUPLES for e in found.get(name, [])]
 
 
 class ReleasedEnglishRules:

@@ -8,6 +8,7 @@ its source intended. Which rules reuse datatrove and what compat changes: stages
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -43,7 +44,9 @@ _TRAILING_MARKS = " \t\n.!?:;…»›>-–—"
 
 
 class EnglishRulesSettings(StageSettings):
-    reference_compat: bool = Field(False, description="reproduce the released MAP-Neo decisions (see README)")
+    reference_compat: bool = Field(
+        False, description="reproduce the released MAP-Neo decisions: rules, order, raw/NFKC views, exact lists (README)"
+    )
     # Gopher group
     min_mean_token_length: float | None = Field(3, description="gopher_mean_token_length: drop below")
     max_mean_token_length: float | None = Field(10, description="gopher_mean_token_length: drop above")
@@ -54,7 +57,10 @@ class EnglishRulesSettings(StageSettings):
     max_tokens: int | None = Field(10_000, description="gopher_token_count: drop with more NLTK tokens")
     max_bullet_line_ratio: float | None = Field(0.9, description="gopher_bullet_lines: drop above")
     min_stop_words: int | None = Field(2, description="gopher_stop_words: drop with fewer distinct stop words")
-    stop_words_file: str | None = Field(None, description="stop-word list (one per line); default: curate's own")
+    stop_words_file: str | None = Field(
+        None,
+        description="stop-word list (one per line; compat also takes the released JSON list); default: curate's own",
+    )
     max_ellipsis_line_ratio: float | None = Field(
         0.2, description="gopher_ellipsis_lines: drop above (lines ending in an ellipsis / lines)"
     )
@@ -87,7 +93,11 @@ class EnglishRulesSettings(StageSettings):
     max_non_alpha_token_ratio: float | None = Field(0.2, description="self_non_alpha_tokens: drop above")
     max_digit_token_ratio: float | None = Field(0.3, description="self_digit_tokens: drop above")
     bad_words: bool = Field(True, description="self_bad_words: drop documents with a blocklisted token")
-    bad_words_file: str | None = Field(None, description="blocklist file (format: README); default: curate's own")
+    bad_words_file: str | None = Field(
+        None,
+        description="blocklist file (format: README; compat also takes the released bad_url_words.py); "
+        "default: curate's own",
+    )
     # Repetition group
     min_word_entropy: float | None = Field(3.0, description="rep_word_entropy: drop below (natural log)")
     top_ngram_ratios: dict[int, float | None] = Field(
@@ -114,7 +124,9 @@ class EnglishRules(RuleSet):
         self.stop_words = read_exact_list(stop_file) if s.reference_compat else frozenset(read_word_list(stop_file))
         self.exact_bad_words = read_exact_list(bad_file) if s.bad_words and s.reference_compat else None
         self.bad_word_list = BadWords.from_file(bad_file) if s.bad_words and not s.reference_compat else None
-        self.identifier = LanguageIdentifier(s.language_model, newline_replacement="" if s.reference_compat else " ")
+        self.identifier = LanguageIdentifier(
+            s.language_model, newline_replacement="" if s.reference_compat else " ", reference_compat=s.reference_compat
+        )
         super().__init__(s)
 
     def features(self, text: str) -> EnglishFeatures:
@@ -298,6 +310,14 @@ class EnglishRulesFilter(RuleSetFilter):
     _requires_dependencies = ["nltk", ("fasttext", "fasttext-numpy2-wheel")]
     rule_set_class = EnglishRules
     settings_class = EnglishRulesSettings
+
+    def __init__(self, settings: EnglishRulesSettings | None = None, exclusion_writer=None):
+        super().__init__(settings, exclusion_writer)
+        # word lists are read in the tasks; a wrong path is reported here, before any task starts
+        for key in ("stop_words_file", "bad_words_file"):
+            path = getattr(self.settings, key)
+            if path is not None and not os.path.isfile(path):
+                raise FileNotFoundError(f"english_rules.{key}: no such file: {path}")
 
 
 @register_stage("english_rules", settings=EnglishRulesSettings, kind="document")
