@@ -22,7 +22,7 @@ from pydantic import Field
 
 from curate.plan import StageContext
 from curate.registry import StageSettings, register_stage
-from stages.clean.english_rules import BULLETS
+from stages.clean.english_features import BULLETS
 from stages.clean.rule_set import Rule, RuleSet, RuleSetFilter, above, enabled, ratio
 from stages.clean.text_stats import (
     code_points,
@@ -169,7 +169,7 @@ class ChineseRules(RuleSet):
 class ReleasedText:
     """The two views the released Chinese rules read: the text as rewritten so far, and its NFKC form."""
 
-    __slots__ = ("text", "_nfkc")
+    __slots__ = ("_nfkc", "text")
 
     def __init__(self, text: str):
         self.text = text

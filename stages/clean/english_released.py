@@ -83,7 +83,7 @@ def _tuples_from_module(source: str, path: Path) -> list[str]:
 class ReleasedEnglishRules:
     """The released rule table, reading thresholds, lists and the language model from `owner`."""
 
-    def __init__(self, owner: "EnglishRules"):
+    def __init__(self, owner: EnglishRules):
         self.owner = owner
         self.s = owner.s
 

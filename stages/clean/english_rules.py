@@ -17,7 +17,7 @@ from pydantic import Field
 
 from curate.plan import StageContext
 from curate.registry import StageSettings, register_stage
-from stages.clean.english_features import (  # noqa: F401  (BULLETS: re-exported for chinese_rules)
+from stages.clean.english_features import (
     BULLETS,
     DEFAULT_BAD_WORDS,
     DEFAULT_STOP_WORDS,
