@@ -46,6 +46,10 @@ def run_datatrove_chain(texts: list[str]) -> tuple[float, dict, dict]:
     from datatrove.data import Document
     from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 
+    try:  # datatrove's English word tokenizer is spaCy's; curate itself does not need it
+        import spacy  # noqa: F401
+    except ImportError:
+        sys.exit("bench/clean.py: the datatrove reference chain needs spaCy: pip install 'curate[bench]' (or spacy)")
     chain = [GopherQualityFilter(), GopherRepetitionFilter(), C4QualityFilter(), FineWebQualityFilter()]
     for f in chain:  # warm-up: spaCy's English tokenizer loads on first use
         f.filter(Document(text="Warm up the tokenizer. This is a sentence.", id="warm"))
