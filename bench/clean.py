@@ -46,6 +46,10 @@ def run_datatrove_chain(texts: list[str]) -> tuple[float, dict, dict]:
     from datatrove.data import Document
     from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 
+    try:  # datatrove's English word tokenizer is spaCy's; curate itself does not need it
+        import spacy  # noqa: F401
+    except ImportError:
+        sys.exit("bench/clean.py: the datatrove reference chain needs spaCy: pip install 'curate[bench]' (or spacy)")
     chain = [GopherQualityFilter(), GopherRepetitionFilter(), C4QualityFilter(), FineWebQualityFilter()]
     for f in chain:  # warm-up: spaCy's English tokenizer loads on first use
         f.filter(Document(text="Warm up the tokenizer. This is a sentence.", id="warm"))
@@ -123,6 +127,7 @@ def main() -> None:
         "ours_without_langid_docs_per_s": round(n / no_lid_s, 2),
         "ratio_ours_without_langid_over_chain": round(chain_s / no_lid_s, 3),
         "ours_reference_compat_docs_per_s": round(n / compat_s, 2),
+        "ratio_ours_reference_compat_over_chain": round(chain_s / compat_s, 3),
         "datatrove_chain": "GopherQualityFilter > GopherRepetitionFilter > C4QualityFilter > FineWebQualityFilter",
         "kept": {
             "ours": ours_reasons.get("kept", 0),

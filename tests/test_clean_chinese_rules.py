@@ -39,7 +39,7 @@ def han(n: int, start: int = 0x4E00) -> str:
     return "".join(chr(start + i) for i in range(n))
 
 
-# (id, settings, text, kept) -- the Chinese document rules decide the same in both modes
+# (id, settings, text, kept[, kept in compat when it differs])
 CASES = [
     ("sentences_1_piece", only("min_sentence_pieces"), han(60), False),
     ("sentences_2_pieces", only("min_sentence_pieces"), han(30) + "." + han(30), True),
@@ -61,23 +61,36 @@ CASES = [
     ("digits_30", only("max_digit_ratio"), "1" * 30 + "字" * 70, True),
     ("digits_31", only("max_digit_ratio"), "1" * 31 + "字" * 69, False),
     ("read_more_3", only("max_read_more_line_ratio"), "\n".join([han(5) + "更多"] * 3 + [han(5)] * 7), True),
-    ("read_more_4", only("max_read_more_line_ratio"), "\n".join([han(5) + "展开"] * 2 + [han(5) + " ReadMore"] * 2 + [han(5)] * 6), False),
+    # compat: the released endings are case-sensitive, so " ReadMore" does not count
+    ("read_more_4", only("max_read_more_line_ratio"), "\n".join([han(5) + "展开"] * 2 + [han(5) + " ReadMore"] * 2 + [han(5)] * 6), False, True),
     ("bullets_90", only("max_bullet_line_ratio"), "\n".join(["●字"] * 90 + ["字"] * 10), True),
     ("bullets_91", only("max_bullet_line_ratio"), "\n".join(["▪字"] * 91 + ["字"] * 9), False),
     ("no_punct", only("require_punctuation"), han(80), False),
-    ("cjk_punct", only("require_punctuation"), han(80) + "、", True),
+    # compat: only ASCII punctuation and "…" (of the NFKC text) count
+    ("cjk_punct", only("require_punctuation"), han(80) + "、", True, False),
     ("ascii_punct", only("require_punctuation"), han(80) + ",", True),
     ("unique_11_of_100", only("min_unique_char_ratio"), (han(11) * 10)[:100], True),
     ("unique_10_of_100", only("min_unique_char_ratio"), han(10) * 10, False),
     ("entropy_21", only("min_char_entropy"), han(21) * 3, True),
     ("entropy_20", only("min_char_entropy"), han(20) * 3, False),
+    # compat: entropy of the NFKC text, where "Ａ" and "A" are one character (21 -> 20 symbols)
+    ("entropy_nfkc_merges", only("min_char_entropy"), han(19) * 3 + "AAA" + "ＡＡＡ", True, False),
+    # compat: punctuation removed *before* jieba segments, so "ab,ab,..." becomes one long ASCII word
+    ("word_len_punct_before_jieba_5", only("min_mean_word_length", "max_mean_word_length"), ",".join(["ab"] * 5), True, True),
+    ("word_len_punct_before_jieba_6", only("min_mean_word_length", "max_mean_word_length"), ",".join(["ab"] * 6), True, False),
+    # compat: digits / characters left once punctuation is removed (30 / 90)
+    ("digits_over_unpunctuated", only("max_digit_ratio"), "1" * 30 + "字" * 60 + "." * 10, True, False),
+    # compat: pieces that are only whitespace do not count
+    ("sentences_blank_piece", only("min_sentence_pieces"), han(30) + ". \n", True, False),
 ]
 
 
 @pytest.mark.parametrize("compat", [False, True], ids=["default", "compat"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_chinese_rule_threshold(case, compat):
-    name, kw, text, kept = case
+    name, kw, text, kept = case[:4]
+    if compat and len(case) == 5:
+        kept = case[4]
     reason = ChineseRules(ChineseRulesSettings(**kw, reference_compat=compat)).first_failure(text)
     assert (reason is None) == kept, f"{name}: {reason}"
 
@@ -129,6 +142,29 @@ def test_url_blacklist_prefixes_and_stripping(tmp_path):
     assert n == 3
     assert "http" not in text and "www." not in text
     assert text.endswith("还有 .")
+
+
+def test_released_url_expressions_and_bracket_share():
+    # compat: the released three expressions also take bare http://, a trailing ")", IPv4 addresses
+    # and dotted file-like names (not preceded by a CJK character)
+    text, n = strip_urls("访问 http:// 和 192.168.1.1 以及 group.conf 和 System.map 还有 *.example.com。见 https://a.org/x?y) 完", True)
+    assert text == "访问  和  以及  和  还有 *.。见  完" and n == 6
+    assert strip_urls("文件group.conf", True)[0] == "文件group.conf"  # a CJK character before it: kept
+    # the default keeps those and stops a URL before a closing bracket
+    assert strip_urls("见 192.168.1.1 和 group.conf", False) == ("见 192.168.1.1 和 group.conf", 0)
+    # released 【…】 share: shortest one-line spans of the NFKC text
+    text = "【" + "字" * 5 + "\n" + "字" * 10 + "】" + "字" * 60
+    assert bracket_content_ratio(text) > 0.2 and bracket_content_ratio(text, True) == 0.0
+    assert bracket_content_ratio("︻" + "字" * 11 + "︼" + "字" * 87, True) > 0.1  # vertical forms -> 【】
+
+
+def test_released_blacklist_is_case_sensitive_and_strips_http_only(tmp_path):
+    f = tmp_path / "blacklist.txt"
+    f.write_text("example.com/\n", encoding="utf-8")
+    released = UrlBlacklist.from_file(f, reference_compat=True)
+    assert released.blocked(" https://example.com/page ") and released.blocked("example.com/x")
+    assert not released.blocked("https://Example.COM/page") and not released.blocked("ftp://example.com/x")
+    assert UrlBlacklist.from_file(f).blocked("ftp://Example.COM/x")
 
 
 def _debian(shared_data):

@@ -88,6 +88,8 @@ CASES = [
     ("bullets_indented_not_bullet", only("max_bullet_line_ratio"), "\n".join([" • x"] * 100), None, True, True),
     ("stop_words_1", only("min_stop_words"), words(30) + " the The THE", None, False, False),
     ("stop_words_2", only("min_stop_words"), words(30) + " the of", None, True, True),
+    # compat counts stop words on the raw text: full-width "ｔｈｅ ｏｆ" only become "the of" under NFKC
+    ("stop_words_fullwidth", only("min_stop_words"), words(30) + " ｔｈｅ ｏｆ", None, True, False),
     # 10 lines, 2 / 3 ending in an ellipsis: per line 0.2 / 0.3; per character ~0.004 (compat keeps)
     ("ellipsis_lines_2", only("max_ellipsis_line_ratio"), "\n".join(["bcdf ghjk..."] * 2 + ["bcdf ghjk"] * 8), None, True, True),
     ("ellipsis_lines_3", only("max_ellipsis_line_ratio"), "\n".join(["bcdf ghjk..."] * 3 + ["bcdf ghjk"] * 7), None, False, True),
@@ -108,6 +110,8 @@ CASES = [
     ("chars_200", only("min_non_space_chars"), " ".join(["b" * 200] + [" \t\n"] * 30), None, True, True),
     ("curly_24", only("max_curly_bracket_ratio"), "{" * 12 + "}" * 12 + "b" * 976, None, True, True),
     ("curly_25", only("max_curly_bracket_ratio"), "{" * 13 + "}" * 12 + "b" * 975, None, False, False),
+    # compat counts brackets on the raw text, where full-width ｛｝ are not { }
+    ("curly_25_fullwidth", only("max_curly_bracket_ratio"), "｛" * 13 + "｝" * 12 + "b" * 975, None, False, True),
     ("lorem", only("lorem_ipsum"), words(20) + " Lorem Ipsum dolor", None, False, False),
     ("lorem_fullwidth_nfkc", only("lorem_ipsum"), words(20) + " Ｌｏｒｅｍ ｉｐｓｕｍ", None, False, False),
     ("lorem_spaced", only("lorem_ipsum"), words(20) + " lorem  ipsum", None, True, True),
@@ -122,6 +126,9 @@ CASES = [
     ("read_more_1", only("max_read_more_ratio"), " ".join(["This is a sentence."] * 9 + ["Read more."]), None, True, True),
     ("read_more_2", only("max_read_more_ratio"), " ".join(["This is a sentence."] * 8 + ["Read more."] * 2), None, False, True),
     ("read_more_2_bare", only("max_read_more_ratio"), " ".join(["This is a sentence."] * 8 + ["Go. Read more"]), None, True, True),
+    # released `.*(read more)$` without DOTALL: a "read more" after a line break does not count
+    ("read_more_bare_1_of_5", only("max_read_more_ratio"), " ".join(["This is a sentence."] * 4 + ["Stop here read more"]), None, False, False),
+    ("read_more_after_blank_line", only("max_read_more_ratio"), " ".join(["This is a sentence."] * 4 + ["Stop here\n\nread more"]), None, False, True),
     ("hash_runs_10", only("max_hash_run_ratio"), "".join(("#" + "x" * 9) for _ in range(10)), None, True, True),
     ("hash_runs_11", only("max_hash_run_ratio"), "".join(("#" + "x" * 8) for _ in range(11)) + "x", None, False, False),
     ("ellipsis_runs_10", only("max_ellipsis_run_ratio"), "".join((".." + "x" * 8) for _ in range(10)), None, True, True),
@@ -131,12 +138,17 @@ CASES = [
     # non-alpha tokens / characters without punctuation: 10 "bcdf" + d "1": d / (49 + 2d)
     ("non_alpha_tokens_16", only("max_non_alpha_token_ratio"), words(10) + " 1" * 16, None, True, True),
     ("non_alpha_tokens_17", only("max_non_alpha_token_ratio"), words(10) + " 1" * 17, None, False, False),
+    # compat: punctuation tokens are non-alphabetic too; denominator 49 + p spaces: p / (49 + p)
+    ("non_alpha_punct_tokens_12", only("max_non_alpha_token_ratio"), words(10) + " ." * 12, None, True, True),
+    ("non_alpha_punct_tokens_16", only("max_non_alpha_token_ratio"), words(10) + " ." * 16, None, True, False),
     # digit tokens: 2 "bcdf" + d "1": d / (9 + 2d)
     ("digit_tokens_6", only("max_digit_token_ratio"), words(2) + " 1" * 6, None, True, True),
     ("digit_tokens_7", only("max_digit_token_ratio"), words(2) + " 1" * 7, None, False, False),
-    ("bad_word", only("bad_words"), words(20) + " free PORN here", None, False, False),
+    # compat matches tokens exactly as written against the list (no lower-casing, no phrases)
+    ("bad_word", only("bad_words"), words(20) + " free PORN here", None, False, True),
+    ("bad_word_lower", only("bad_words"), words(20) + " free porn here", None, False, False),
     ("bad_word_inside_word", only("bad_words"), words(20) + " pornstarch popcorn", None, True, True),
-    ("bad_phrase", only("bad_words"), words(20) + " meet hot singles now", None, False, False),
+    ("bad_phrase", only("bad_words"), words(20) + " meet hot singles now", None, False, True),
     ("entropy_21", only("min_word_entropy"), " ".join(unique_words(21) * 3), None, True, True),
     ("entropy_20", only("min_word_entropy"), " ".join(unique_words(20) * 3), None, False, False),
     # word top 2-gram: share = c / (U + c); compat uses character n-grams of the raw text instead
@@ -263,3 +275,46 @@ def test_main_text_survives_more_often_than_boilerplate(shared_data):
         boiler_kept += rules.first_failure("\n".join(boiler)) is None
     assert n >= 100
     assert main_kept / n > boiler_kept / n + 0.1
+
+
+def test_compat_reads_the_released_list_files_as_released(tmp_path):
+    """Stop words from a JSON list (like en_gopher_stopwords.json); bad words from a bad_url_words.py
+    module: its STRICT and HARD tuples read as literals, the SOFT tuple (never imported by the released
+    English filter) ignored; entries matched against tokens with their case."""
+    stop = tmp_path / "stop.json"
+    stop.write_text(json.dumps(["the", "of", "and"]))
+    module = tmp_path / "bad_url_words.py"
+    module.write_text(
+        'STRICT_BAD_URL_WORDS = (\n    "zorkword",\n)\n\nHARD_BAD_URL_WORDS = ("Blorp", "frob")\n\n'
+        'SOFT_BAD_URL_WORDS = (\n    "game",\n)\nraise SystemExit("never executed")\n'
+    )
+    s = EnglishRulesSettings(**only("min_stop_words", "bad_words"), reference_compat=True,
+                             stop_words_file=str(stop), bad_words_file=str(module))
+    rules = EnglishRules(s)
+    assert rules.exact_bad_words == {"zorkword", "Blorp", "frob"}
+    base = words(30) + " the of "
+    assert rules.first_failure(base + "a game") is None  # soft-list word: not consulted
+    assert rules.first_failure(base + "a Blorp") == "self_bad_words"
+    assert rules.first_failure(base + "a blorp") is None  # case kept
+    assert rules.first_failure(words(30) + " the") == "gopher_stop_words"
+    (tmp_path / "none.py").write_text("X = ('a',)\n")
+    with pytest.raises(ValueError, match="defines none of"):
+        EnglishRules(EnglishRulesSettings(reference_compat=True, bad_words_file=str(tmp_path / "none.py")))
+
+
+def test_missing_word_list_is_reported_before_the_run(tmp_path):
+    from stages.clean.english_rules import EnglishRulesFilter
+
+    with pytest.raises(FileNotFoundError, match="english_rules.stop_words_file"):
+        EnglishRulesFilter(EnglishRulesSettings(stop_words_file=str(tmp_path / "missing.json")))
+
+
+def test_compat_reads_raw_text_where_the_released_functions_do():
+    """Same page, two spellings: the NFKC-level rules (tokens) agree, the raw-text rules do not."""
+    from stages.clean.english_features import EnglishFeatures
+
+    f = EnglishFeatures("ｔｈｅ ﬁsh\u00a0cat")
+    assert f.text == "the fish cat" and f.raw.text == "ｔｈｅ ﬁsh\u00a0cat"
+    assert f.raw is not f and EnglishFeatures("plain text").raw.text == "plain text"
+    g = EnglishFeatures("plain text")
+    assert g.raw is g  # NFKC already: one set of views, nothing computed twice

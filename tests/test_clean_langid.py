@@ -70,3 +70,11 @@ def test_lingua_sentences_english_and_chinese(shared_data):
     assert hits["en"][1] == 300 and hits["zh"][1] == 300
     assert hits["en"][0] / 300 > 0.95
     assert hits["zh"][0] / 300 > 0.85
+
+
+def test_lone_surrogate_predicts_in_default_and_drops_in_compat():
+    # a lone surrogate (legal in a str decoded from JSON) cannot be passed to fastText: the default
+    # predicts with it replaced; compat drops like the released code, whose call raised
+    text = "The weather in the town was mild and dry for most of the week. \ud800"
+    assert LanguageIdentifier().predict(text)[0] == "en"
+    assert LanguageIdentifier(reference_compat=True).predict(text) == ("unknown", 0.0)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
@@ -23,13 +24,20 @@ ASCII_FORMS = ".!\"\"#$%&''()*+,-/:;<=>?@[\\]^_`{|}~"
 assert len(FULL_WIDTH) == len(ASCII_FORMS) == 34
 FULL_WIDTH_TO_ASCII = str.maketrans(FULL_WIDTH, ASCII_FORMS)
 _BRACKETED = re.compile(r"【([^】]*)】")
+# released: shortest 【…】 spans that stay on one line, measured on the NFKC text
+_BRACKETED_ONE_LINE = re.compile(r"【(.*?)】")
 
 
-def bracket_content_ratio(text: str) -> float:
-    """Characters inside 【…】 (brackets excluded) / characters."""
+def bracket_content_ratio(text: str, reference_compat: bool = False) -> float:
+    """Characters inside 【…】 (brackets excluded) / characters (compat: as released, see above)."""
+    if reference_compat:  # (vertical forms such as U+FE3B become 【 under NFKC)
+        text = unicodedata.normalize("NFKC", text)
+        pattern = _BRACKETED_ONE_LINE
+    else:
+        pattern = _BRACKETED
     if not text or "【" not in text:
         return 0.0
-    return sum(len(m) for m in _BRACKETED.findall(text)) / len(text)
+    return sum(len(m) for m in pattern.findall(text)) / len(text)
 
 
 def unify_format(text: str) -> str:
@@ -41,7 +49,9 @@ class ChineseFormatSettings(StageSettings):
         0.1, description="zh_bracket_content: drop when text inside 【…】 / characters is above this"
     )
     map_punctuation: bool = Field(True, description="map the 34 full-width punctuation marks to ASCII")
-    reference_compat: bool = Field(False, description="accepted for symmetry: the released step behaves the same")
+    reference_compat: bool = Field(
+        False, description="released behaviour: the 【…】 share is measured on the NFKC text, one line per span"
+    )
 
 
 class ChineseFormatFilter(BaseFilter):
@@ -53,7 +63,7 @@ class ChineseFormatFilter(BaseFilter):
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         s = self.settings
-        if s.max_bracket_ratio is not None and bracket_content_ratio(doc.text) > s.max_bracket_ratio:
+        if s.max_bracket_ratio is not None and bracket_content_ratio(doc.text, s.reference_compat) > s.max_bracket_ratio:
             return False, "zh_bracket_content"
         if s.map_punctuation:
             new = unify_format(doc.text)

@@ -3,6 +3,7 @@ asks for it (a document that fails an early rule never pays for the n-gram table
 
 Definitions (MAP-Neo, see stages/clean/README.md):
 - `text`: NFKC form of the document (the rules' view; the document itself is not rewritten);
+  `raw`: the same views of the text as given (read by `reference_compat`, english_released.py);
 - `sentences`: NLTK Punkt sentences, from an *untrained* `PunktSentenceTokenizer` (no data files);
 - `tokens`: NLTK word tokens of each sentence (`NLTKWordTokenizer`, the Treebank-style tokenizer
   behind `nltk.word_tokenize`; punctuation tokens count), i.e. `nltk.word_tokenize` without punkt
@@ -31,6 +32,10 @@ ASCII_PUNCTUATION = string.punctuation
 _DELETE_PUNCT = str.maketrans("", "", ASCII_PUNCTUATION)
 _STOP_WORD_CLEAN = re.compile(r"[^\w\s'\\]")
 _HAS_ALPHA = re.compile(r"[^\W\d_]")
+# Gopher bullet set as MAP-Neo lists it (20 characters; no `-`, lines are not stripped).
+BULLETS = tuple("•●○■□▪▫※·➢") + tuple(
+    chr(c) for c in (0x2022, 0x2023, 0x25B6, 0x25C0, 0x25E6, 0x25A0, 0x25A1, 0x25AA, 0x25AB, 0x2013)
+)
 
 def read_word_list(path: str | Path) -> list[str]:
     """Lines of a word-list file, lower-cased, without blanks and `#` comments."""
@@ -66,9 +71,19 @@ class BadWords:
 class EnglishFeatures:
     """Lazily computed views of one document shared by all English rules."""
 
-    def __init__(self, text: str):
-        self.text = text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
-        self.n_chars = len(self.text)
+    def __init__(self, text: str, normalize: bool = True):
+        self.original = text
+        if normalize and not unicodedata.is_normalized("NFKC", text):
+            text = unicodedata.normalize("NFKC", text)
+        self.text = text
+        self.n_chars = len(text)
+        self.word_or_space_chars: int | None = None  # set by the compat rules (english_released.py)
+
+    @cached_property
+    def raw(self) -> "EnglishFeatures":
+        """The same views of the text exactly as given (most released MAP-Neo rules read it so); the
+        very same object when the text is NFKC already, so nothing is computed twice then."""
+        return self if self.text is self.original else EnglishFeatures(self.original, normalize=False)
 
     @cached_property
     def lower(self) -> str:
@@ -136,6 +151,10 @@ class EnglishFeatures:
         return code_points(self.text)
 
     @cached_property
+    def n_distinct_chars(self) -> int:
+        return len(set(self.text))
+
+    @cached_property
     def char_ngrams(self) -> dict[int, np.ndarray]:
         return ngram_keys(self.code_points, 10)
 
@@ -158,5 +177,6 @@ FEATURES = (
     "word_chars",
     "word_ngrams",
     "code_points",
+    "n_distinct_chars",
     "char_ngrams",
 )

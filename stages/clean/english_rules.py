@@ -8,32 +8,32 @@ its source intended. Which rules reuse datatrove and what compat changes: stages
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Any, Callable
+from typing import Any
 
-from datatrove.data import Document
-from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
-from datatrove.pipeline.writers.disk_base import DiskWriter
 from pydantic import Field, model_validator
 
 from curate.plan import StageContext
 from curate.registry import StageSettings, register_stage
-from stages.clean.english_features import DEFAULT_BAD_WORDS, DEFAULT_STOP_WORDS, BadWords, EnglishFeatures, read_word_list
+from stages.clean.english_features import (
+    BULLETS,
+    DEFAULT_BAD_WORDS,
+    DEFAULT_STOP_WORDS,
+    BadWords,
+    EnglishFeatures,
+    read_word_list,
+)
+from stages.clean.english_released import ReleasedEnglishRules, read_exact_list
 from stages.clean.langid import LanguageIdentifier, check_language_codes, language_decision
+from stages.clean.rule_set import Rule, RuleSet, RuleSetFilter
 from stages.clean.text_stats import (
     duplicated_ngram_char_share,
     entropy_from_ids,
-    released_dup_char_ngram_share,
-    released_top_char_ngram_share,
-    safe_ratio,
     top_ngram_char_share,
 )
 
-# Gopher bullet set as MAP-Neo lists it (20 characters; no `-`, lines are not stripped).
-BULLETS = tuple("•●○■□▪▫※·➢") + tuple(
-    chr(c) for c in (0x2022, 0x2023, 0x25B6, 0x25C0, 0x25E6, 0x25A0, 0x25A1, 0x25AA, 0x25AB, 0x2013)
-)
 _C4_SENTENCE = re.compile(r"\b[^.!?]+[.!?]*")
 _HASH_RUN = re.compile(r"#+")
 _ELLIPSIS_RUN = re.compile(r"…+|\.{2,}")
@@ -44,7 +44,9 @@ _TRAILING_MARKS = " \t\n.!?:;…»›>-–—"
 
 
 class EnglishRulesSettings(StageSettings):
-    reference_compat: bool = Field(False, description="reproduce the released MAP-Neo decisions (see README)")
+    reference_compat: bool = Field(
+        False, description="reproduce the released MAP-Neo decisions: rules, order, raw/NFKC views, exact lists (README)"
+    )
     # Gopher group
     min_mean_token_length: float | None = Field(3, description="gopher_mean_token_length: drop below")
     max_mean_token_length: float | None = Field(10, description="gopher_mean_token_length: drop above")
@@ -55,7 +57,10 @@ class EnglishRulesSettings(StageSettings):
     max_tokens: int | None = Field(10_000, description="gopher_token_count: drop with more NLTK tokens")
     max_bullet_line_ratio: float | None = Field(0.9, description="gopher_bullet_lines: drop above")
     min_stop_words: int | None = Field(2, description="gopher_stop_words: drop with fewer distinct stop words")
-    stop_words_file: str | None = Field(None, description="stop-word list (one per line); default: curate's own")
+    stop_words_file: str | None = Field(
+        None,
+        description="stop-word list (one per line; compat also takes the released JSON list); default: curate's own",
+    )
     max_ellipsis_line_ratio: float | None = Field(
         0.2, description="gopher_ellipsis_lines: drop above (lines ending in an ellipsis / lines)"
     )
@@ -88,7 +93,11 @@ class EnglishRulesSettings(StageSettings):
     max_non_alpha_token_ratio: float | None = Field(0.2, description="self_non_alpha_tokens: drop above")
     max_digit_token_ratio: float | None = Field(0.3, description="self_digit_tokens: drop above")
     bad_words: bool = Field(True, description="self_bad_words: drop documents with a blocklisted token")
-    bad_words_file: str | None = Field(None, description="blocklist file (format: README); default: curate's own")
+    bad_words_file: str | None = Field(
+        None,
+        description="blocklist file (format: README; compat also takes the released bad_url_words.py); "
+        "default: curate's own",
+    )
     # Repetition group
     min_word_entropy: float | None = Field(3.0, description="rep_word_entropy: drop below (natural log)")
     top_ngram_ratios: dict[int, float | None] = Field(
@@ -113,22 +122,29 @@ class EnglishRulesSettings(StageSettings):
         return self
 
 
-Rule = Callable[[EnglishFeatures, dict], bool]  # True = the document fails
-
-
-class EnglishRules:
+class EnglishRules(RuleSet):
     """The enabled rules of one settings object, ready to evaluate documents (plain Python, no datatrove)."""
 
     def __init__(self, settings: EnglishRulesSettings | None = None):
-        self.s = s = settings or EnglishRulesSettings()
-        self.compat = s.reference_compat
-        self.stop_words = frozenset(read_word_list(s.stop_words_file or DEFAULT_STOP_WORDS))
-        self.bad_word_list = BadWords.from_file(s.bad_words_file or DEFAULT_BAD_WORDS) if s.bad_words else None
-        self.identifier = LanguageIdentifier(s.language_model, newline_replacement="" if self.compat else " ")
-        self.rules: list[tuple[str, Rule]] = [(n, r) for n, r in self._all_rules() if r is not None]
+        s = settings or EnglishRulesSettings()
+        stop_file, bad_file = s.stop_words_file or DEFAULT_STOP_WORDS, s.bad_words_file or DEFAULT_BAD_WORDS
+        # compat matches both lists as the released code does: entries exactly as written (bad words
+        # against tokens with their case, no phrases); the default lower-cases and allows phrases
+        self.stop_words = read_exact_list(stop_file) if s.reference_compat else frozenset(read_word_list(stop_file))
+        self.exact_bad_words = read_exact_list(bad_file) if s.bad_words and s.reference_compat else None
+        self.bad_word_list = BadWords.from_file(bad_file) if s.bad_words and not s.reference_compat else None
+        self.identifier = LanguageIdentifier(
+            s.language_model, newline_replacement="" if s.reference_compat else " ", reference_compat=s.reference_compat
+        )
+        super().__init__(s)
+
+    def features(self, text: str) -> EnglishFeatures:
+        return EnglishFeatures(text)
 
     # --- the rules, in MAP-Neo's order; `None` = switched off ---------------------------------------
-    def _all_rules(self) -> list[tuple[str, Rule | None]]:
+    def rule_table(self) -> list[tuple[str, Rule | None]]:
+        if self.compat:  # the released functions, order and views: english_released.py
+            return ReleasedEnglishRules(self).table()
         s, on = self.s, (lambda v: v is not None)
         rules: list[tuple[str, Any]] = [
             (
@@ -167,23 +183,8 @@ class EnglishRules:
         rules.append(("rep_dup_paragraphs", self.dup_paragraphs if on(s.max_dup_paragraph_char_ratio) else None))
         return rules
 
-    def _ratio(self, num: float, den: float) -> float | None:
-        return safe_ratio(num, den, self.compat)
-
-    @staticmethod
-    def _above(value: float | None, threshold: float) -> bool:
-        return value is None or value > threshold  # None: the released code raised -> dropped
-
-    @staticmethod
-    def _at_or_above(value: float | None, threshold: float) -> bool:
-        return value is None or value >= threshold
-
-    @staticmethod
-    def _below(value: float | None, threshold: float) -> bool:
-        return value is None or value < threshold
-
     def mean_token_length(self, f: EnglishFeatures, meta: dict) -> bool:
-        if not f.tokens and not self.compat:  # no tokens: no mean (the token-count rule catches it)
+        if not f.tokens:  # no tokens: no mean (the token-count rule catches it)
             return False
         mean = self._ratio(int(f.token_lengths.sum()), len(f.tokens))
         lo, hi = self.s.min_mean_token_length, self.s.max_mean_token_length
@@ -206,12 +207,10 @@ class EnglishRules:
 
     def ellipsis_lines(self, f: EnglishFeatures, meta: dict) -> bool:
         ending = sum(1 for line in f.lines if line.rstrip().endswith(("...", "…")))
-        # released: divided by the character count (almost never fires); intended: by the line count
-        return self._above(self._ratio(ending, f.n_chars if self.compat else len(f.lines)), self.s.max_ellipsis_line_ratio)
+        return self._above(self._ratio(ending, len(f.lines)), self.s.max_ellipsis_line_ratio)
 
     def non_alpha_words(self, f: EnglishFeatures, meta: dict) -> bool:
-        den = f.n_chars if self.compat else len(f.words)
-        return self._at_or_above(self._ratio(f.non_alpha_word_count, den), self.s.max_non_alpha_word_ratio)
+        return self._at_or_above(self._ratio(f.non_alpha_word_count, len(f.words)), self.s.max_non_alpha_word_ratio)
 
     def stop_word_fraction(self, f: EnglishFeatures, meta: dict) -> bool:
         words = f.stop_word_candidates
@@ -221,8 +220,8 @@ class EnglishRules:
     def language(self, f: EnglishFeatures, meta: dict) -> bool:
         if "language_score" in meta and "language" in meta:
             lang, score = meta["language"], float(meta["language_score"])
-        else:
-            lang, score = self.identifier.predict(f.text)
+        else:  # compat: the released code predicts on the raw text (NFKC moves the score)
+            lang, score = self.identifier.predict(f.raw.text if self.compat else f.text)
             meta["language"], meta["language_score"] = lang, score
         reason = language_decision(
             lang,
@@ -261,10 +260,8 @@ class EnglishRules:
         return len(f.sentences) < self.s.min_sentences
 
     def read_more(self, f: EnglishFeatures, meta: dict) -> bool:
-        if self.compat:  # released: the sentence itself must end in the words ("Read more." does not)
-            hits = sum(1 for s in f.sentences if s.strip().lower().endswith("read more"))
-        else:  # intended: "Read more.", "Read more »", "read more..." count too
-            hits = sum(1 for s in f.sentences if s.lower().rstrip(_TRAILING_MARKS).endswith("read more"))
+        # "Read more.", "Read more »", "read more..." count too (compat: the released regex, no marks)
+        hits = sum(1 for s in f.sentences if s.lower().rstrip(_TRAILING_MARKS).endswith("read more"))
         return self._above(self._ratio(hits, len(f.sentences)), self.s.max_read_more_ratio)
 
     def hash_runs(self, f: EnglishFeatures, meta: dict) -> bool:
@@ -294,25 +291,17 @@ class EnglishRules:
 
     def _top_ngram(self, n: int, threshold: float) -> Rule:
         def rule(f: EnglishFeatures, meta: dict) -> bool:
-            if self.compat:  # released: character n-grams of the raw text, (count - 1) * n / chars
-                keys = f.char_ngrams.get(n)
-                share = released_top_char_ngram_share(keys, n, f.n_chars) if keys is not None else 0.0
-            else:  # Gopher: word n-grams, count * characters of the top n-gram / characters of words
-                keys = f.word_ngrams.get(n)
-                share = top_ngram_char_share(keys, f.word_lengths, n, f.word_chars) if keys is not None else 0.0
-            return share > threshold
+            # Gopher: word n-grams, count * characters of the top n-gram / characters of words
+            keys = f.word_ngrams.get(n)
+            return keys is not None and top_ngram_char_share(keys, f.word_lengths, n, f.word_chars) > threshold
 
         return rule
 
     def _dup_ngram(self, n: int, threshold: float) -> Rule:
         def rule(f: EnglishFeatures, meta: dict) -> bool:
-            if self.compat:  # released: distinct characters inside repeated character n-grams / chars
-                keys = f.char_ngrams.get(n)
-                share = released_dup_char_ngram_share(keys, f.code_points, n, f.n_chars) if keys is not None else 0.0
-            else:  # Gopher: characters of words covered by repeated word n-grams / characters of words
-                keys = f.word_ngrams.get(n)
-                share = duplicated_ngram_char_share(keys, f.word_lengths, n, f.word_chars) if keys is not None else 0.0
-            return share > threshold
+            # Gopher: characters of words covered by repeated word n-grams / characters of words
+            keys = f.word_ngrams.get(n)
+            return keys is not None and duplicated_ngram_char_share(keys, f.word_lengths, n, f.word_chars) > threshold
 
         return rule
 
@@ -324,36 +313,20 @@ class EnglishRules:
         paragraphs = _PARAGRAPH_SPLIT.split(f.text.strip())
         return self._above(self._ratio(find_duplicates(paragraphs)[1], f.n_chars), self.s.max_dup_paragraph_char_ratio)
 
-    # --- evaluation ------------------------------------------------------------------------------
-    def first_failure(self, text: str, metadata: dict | None = None) -> str | None:
-        """Name of the first rule `text` fails, or None when it passes all enabled rules."""
-        f = EnglishFeatures(text)
-        meta = metadata if metadata is not None else {}
-        for name, rule in self.rules:
-            if rule(f, meta):
-                return name
-        return None
 
-
-def english_rules_failure(text: str, settings: EnglishRulesSettings | None = None, metadata: dict | None = None) -> str | None:
-    """Convenience wrapper: first failing English rule of `text` (None = kept)."""
-    return EnglishRules(settings).first_failure(text, metadata)
-
-
-class EnglishRulesFilter(BaseFilter):
+class EnglishRulesFilter(RuleSetFilter):
     name = "🇬🇧 MAP-Neo English rules"
     _requires_dependencies = ["nltk", ("fasttext", "fasttext-numpy2-wheel")]
+    rule_set_class = EnglishRules
+    settings_class = EnglishRulesSettings
 
-    def __init__(self, settings: EnglishRulesSettings | None = None, exclusion_writer: DiskWriter | None = None):
-        super().__init__(exclusion_writer)
-        self.settings = settings or EnglishRulesSettings()
-        self._rules: EnglishRules | None = None
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        if self._rules is None:  # built in the task, not pickled with the pipeline
-            self._rules = EnglishRules(self.settings)
-        reason = self._rules.first_failure(doc.text, doc.metadata)
-        return (False, reason) if reason else True
+    def __init__(self, settings: EnglishRulesSettings | None = None, exclusion_writer=None):
+        super().__init__(settings, exclusion_writer)
+        # word lists are read in the tasks; a wrong path is reported here, before any task starts
+        for key in ("stop_words_file", "bad_words_file"):
+            path = getattr(self.settings, key)
+            if path is not None and not os.path.isfile(path):
+                raise FileNotFoundError(f"english_rules.{key}: no such file: {path}")
 
 
 @register_stage("english_rules", settings=EnglishRulesSettings, kind="document")

@@ -86,9 +86,10 @@ def check_language_codes(codes: list[str] | None, model: str | None) -> list[str
 class LanguageIdentifier:
     """Lazy lid.176 wrapper: `predict(text) -> (language code, score)`, e.g. ("en", 0.93)."""
 
-    def __init__(self, model: str | None = None, newline_replacement: str = " "):
+    def __init__(self, model: str | None = None, newline_replacement: str = " ", reference_compat: bool = False):
         self.model_path = model
         self.newline_replacement = newline_replacement
+        self.reference_compat = reference_compat
         self._model = None
 
     @property
@@ -102,7 +103,14 @@ class LanguageIdentifier:
 
     def predict(self, text: str) -> tuple[str, float]:
         # fastText predicts one line: a newline inside the input is an error.
-        labels, scores = self.model.predict(text.replace("\n", self.newline_replacement), k=1)
+        line = text.replace("\n", self.newline_replacement)
+        try:
+            labels, scores = self.model.predict(line, k=1)
+        except TypeError:  # a lone surrogate (valid in a str, e.g. from JSON) cannot reach the model
+            if self.reference_compat:  # the released code's exception dropped the page: score 0
+                return "unknown", 0.0
+            line = line.encode("utf-8", "replace").decode("utf-8")
+            labels, scores = self.model.predict(line, k=1)
         if not labels:
             return "unknown", 0.0
         return labels[0].removeprefix("__label__"), float(min(scores[0], 1.0))
@@ -157,7 +165,9 @@ class LanguageIdFilter(BaseFilter):
         super().__init__(exclusion_writer)
         self.settings = settings or LangIdSettings()
         s = self.settings
-        self.identifier = LanguageIdentifier(s.model, newline_replacement="" if s.reference_compat else " ")
+        self.identifier = LanguageIdentifier(
+            s.model, newline_replacement="" if s.reference_compat else " ", reference_compat=s.reference_compat
+        )
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         s = self.settings

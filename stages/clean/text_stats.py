@@ -9,7 +9,7 @@ repetition filter. Keys wrap modulo 2**64; two different n-grams of one document
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -25,7 +25,8 @@ def unit_ids(units: Sequence[str]) -> np.ndarray:
 
 def code_points(text: str) -> np.ndarray:
     """The text's Unicode code points as uint64 (one per character)."""
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    # surrogatepass: a lone surrogate (valid in a Python str, e.g. from JSON) is one character too
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
 
 
 def ngram_keys(ids: np.ndarray, max_n: int) -> dict[int, np.ndarray]:
@@ -107,19 +108,6 @@ def released_dup_char_ngram_share(keys: np.ndarray, cps: np.ndarray, n: int, tot
     return np.unique(cps[mask]).size / total_chars
 
 
-def unigram_entropy(units: Iterable[str]) -> float:
-    """Natural-log entropy of the unit frequency distribution (0 for an empty document)."""
-    counts: dict[str, int] = {}
-    for u in units:
-        counts[u] = counts.get(u, 0) + 1
-    total = sum(counts.values())
-    if total == 0:
-        return 0.0
-    c = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-    p = c / total
-    return float(-(p * np.log(p)).sum())
-
-
 def entropy_from_ids(ids: np.ndarray) -> float:
     """Natural-log entropy of the frequency distribution of integer ids."""
     if len(ids) == 0:
@@ -127,12 +115,3 @@ def entropy_from_ids(ids: np.ndarray) -> float:
     _, c = np.unique(ids, return_counts=True)
     p = c / len(ids)
     return float(-(p * np.log(p)).sum())
-
-
-def safe_ratio(num: float, den: float, compat: bool) -> float | None:
-    """num/den; for den == 0 the released code raised (and dropped the document): return None then in
-    compat mode so the caller can drop, else 0.0 (an empty denominator is no evidence of bad text)."""
-    if den:
-        return num / den
-    return None if compat else 0.0
-
