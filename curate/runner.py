@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,20 +211,24 @@ def check_output_folder(plan: RunPlan, overwrite: bool = False) -> dict | None:
     path = os.path.join(plan.output_dir, "run.json")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        previous = json.load(f)
-    if previous.get("fingerprint_hash") == _fingerprint_hash(plan.fingerprint()):
+    try:
+        with open(path) as f:
+            previous = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        previous = None
+    if not isinstance(previous, dict):
+        previous = {}  # unreadable: not a run this plan can resume; --overwrite deletes only run.json
+    elif previous.get("fingerprint_hash") == _fingerprint_hash(plan.fingerprint()):
         return previous
     if not overwrite:
         raise RunError(
             f"{plan.output_dir} holds the output of a different recipe or settings (see its run.json); "
             "choose another output folder, or pass --overwrite to delete that run's phases and start again"
         )
-    for ph in previous.get("phases", []):
-        shutil.rmtree(os.path.join(plan.output_dir, ph["id"]), ignore_errors=True)
-    for name in ("run.json", "report.html"):
-        if os.path.exists(os.path.join(plan.output_dir, name)):
-            os.remove(os.path.join(plan.output_dir, name))
+    from curate.overwrite import remove_previous_run
+
+    for line in remove_previous_run(plan.output_dir, previous):  # only what curate wrote, inside OUT
+        print(f"warning: --overwrite {line}", file=sys.stderr)
     return None
 
 
