@@ -171,6 +171,12 @@ class Report:
             counts[p["reason"]] = counts.get(p["reason"], 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
+    def input_balance(self):
+        """Records in each input file = documents read + dropped, summed (see curate/input_balance.py)."""
+        from curate.input_balance import input_balance
+
+        return input_balance(self.out_dir, [p.id for p in self.phases])
+
     def _iter_problems(self):
         for ph in self.phases:
             for path in sorted(glob.glob(os.path.join(self.out_dir, ph.id, "problems", "*.jsonl"))):
@@ -205,6 +211,12 @@ class Report:
             if len(first) < n_problems:
                 console.print(f"  ... all of them in {self.out_dir}/<phase>/problems/*.jsonl and report.html",
                               highlight=False)
+        balance = self.input_balance()
+        if balance is not None:
+            console.print(balance.line(), highlight=False)
+            for f in balance.unbalanced[:PROBLEMS_SHOWN_TERMINAL]:
+                console.print(f"  {f['file']}: {f['records']} records, {f['documents']} documents, "
+                              f"{f['dropped']} dropped", highlight=False)
         t = Table(title="time per phase")
         for col in ("phase", "status", "tasks", "wall s", "task time s"):
             t.add_column(col, justify="left" if col in ("phase", "status") else "right")
@@ -251,6 +263,13 @@ class Report:
             parts += ["<h2>Drops by reason</h2>", _svg_bars(sorted(drops, key=lambda x: -x[1]), max(v for _, v in drops))]
         n_problems, first = self.problems(limit=PROBLEMS_SHOWN_HTML)
         parts.append(f"<h2 id=problems>Input problems ({n_problems})</h2>")
+        balance = self.input_balance()
+        if balance is not None:
+            parts.append(f"<p id=balance>{e(balance.line())}</p>")
+            if balance.unbalanced:
+                parts.append("<table><tr><th>file</th><th>records</th><th>documents</th><th>dropped</th></tr>" + "".join(
+                    f"<tr><td>{e(f['file'])}</td><td class=n>{f['records']}</td><td class=n>{f['documents']}</td>"
+                    f"<td class=n>{f['dropped']}</td></tr>" for f in balance.unbalanced[:PROBLEMS_SHOWN_HTML]) + "</table>")
         if first:
             parts.append("<table><tr><th>reason</th><th>records</th></tr>" + "".join(
                 f"<tr><td>{e(k)}</td><td class=n>{v:,}</td></tr>" for k, v in self.problem_counts().items())
