@@ -330,8 +330,8 @@ class CountingJsonlReader(_ProblemLog, JsonlReader):
             return None
         try:
             record, big_ints = parse_json_record(raw)
-        except orjson.JSONDecodeError as e:
-            self._problem(filepath, line_no, "malformed_json", str(e))
+        except orjson.JSONDecodeError as e:  # orjson itself stops at 1024 levels
+            self._problem(filepath, line_no, "too_deep" if "depth limit" in str(e) else "malformed_json", str(e))
             return None
         except RecordTooDeep as e:
             self._problem(filepath, line_no, "too_deep", str(e))
