@@ -60,10 +60,15 @@ def run(
         f"[bold]curate[/] {rec.name}: {len(plan.phases)} phases, {plan.tasks} tasks, "
         f"{plan.workers} workers, executor {rec.executor.kind} -> {plan.output_dir}"
     )
+    from curate.signals import RunInterrupted, stop_on_signals
+
     try:
-        record = execute(plan, rec.executor.kind, console=err_console, overwrite=overwrite)
+        with stop_on_signals():  # SIGTERM/SIGINT: workers stopped, one line naming the phase, 143/130
+            record = execute(plan, rec.executor.kind, console=err_console, overwrite=overwrite)
     except RunError as e:
         _fail(str(e), code=1)
+    except RunInterrupted as e:
+        _fail(e.message(), code=e.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted; rerun the same command to resume", code=130)
     if record.get("status") == "submitted":

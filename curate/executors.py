@@ -80,6 +80,13 @@ def _close_task_logger(logfile) -> None:
 class QuietLocalExecutor(LocalPipelineExecutor):
     """LocalPipelineExecutor whose tasks (possibly in pool processes) use curate's console level."""
 
+    def run(self):
+        if self.workers != 1 and self.start_method == "forkserver":
+            from curate.signals import start_forkserver_ignoring_sigint
+
+            start_forkserver_ignoring_sigint()  # pool workers leave Ctrl-C to the launcher (curate/signals.py)
+        return super().run()
+
     def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
         quiet_datatrove_logs()
         return super()._run_for_rank(rank, local_rank, node_rank)

@@ -306,6 +306,14 @@ def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = 
             with PhaseMonitor(console, label, phase_dir, phase.tasks) as mon:
                 try:
                     ex.run()
+                except KeyboardInterrupt as e:  # SIGINT/SIGTERM (curate/signals.py): say where, keep resumable
+                    entry["status"] = "interrupted"
+                    entry["wall_s"] += time.monotonic() - t0
+                    with contextlib.suppress(OSError):
+                        write_json_atomic(record, record_path)
+                    if getattr(e, "phase", "") is None:
+                        e.phase = phase.id
+                    raise
                 except Exception as e:  # noqa: BLE001 - reported with where to look, then re-raised as RunError
                     entry["status"] = "failed"
                     entry["wall_s"] += time.monotonic() - t0

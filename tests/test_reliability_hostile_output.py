@@ -89,3 +89,100 @@ def test_overwrite_with_a_run_json_that_is_not_json_deletes_nothing_else(tmp_pat
     res = curate_cli("run", str(recipe), "--overwrite", "--no-report")
     assert res.returncode == 0, res.stderr[-2000:]
     assert (out / "keep_me").is_dir()
+
+
+# ---------------------------------------------------------------------------------------------------
+# signals
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited (in a container nobody may reap it)
+
+
+@pytest.fixture(scope="module")
+def slow_corpus(tmp_path_factory) -> Path:
+    """Enough documents that the first phase runs for several seconds with two workers."""
+    folder = tmp_path_factory.mktemp("slow") / "data"
+    docs = synthetic_docs(24_000)
+    for i in range(8):
+        write_jsonl_gz(folder / f"part{i}.jsonl.gz", docs[i * 3000:(i + 1) * 3000])
+    return folder
+
+
+def _start(recipe: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "curate.cli", "run", str(recipe), "--no-report"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # its own process group, as a shell job would be
+
+
+def _wait_for_documents(out: Path, phase: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the phase's workers have read documents (they are running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        total = 0
+        for f in (out / phase / "progress").glob("0*"):
+            try:
+                total += int(f.read_text() or 0)
+            except (OSError, ValueError):
+                pass
+        if total > 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the phase never started")
+
+
+@pytest.mark.slow  # two runs of ~15 s each per signal
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_stops_the_workers_names_the_phase_and_the_rerun_resumes(tmp_path, slow_corpus, sig, code):
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.yaml", _recipe(slow_corpus, out, stages=("normalize",), tasks=8,
+                                                       workers=2))
+    proc = _start(recipe)
+    _wait_for_documents(out, "normalize", proc)
+    workers = _descendants(proc.pid)
+    assert len(workers) >= 2  # the pool's workers (and datatrove's manager) are running
+    t0 = time.monotonic()
+    if sig == signal.SIGTERM:
+        proc.send_signal(sig)  # `kill PID`: the launcher alone gets it
+    else:
+        os.killpg(proc.pid, sig)  # Ctrl-C in a terminal: the whole foreground group gets it
+    _, stderr = proc.communicate(timeout=60)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == code, stderr[-3000:]
+    assert elapsed < 15, f"took {elapsed:.1f}s to stop"
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    stopped = [x for x in stderr.splitlines() if "stopped by" in x]
+    assert len(stopped) == 1 and f"stopped by {sig.name} in phase 'normalize'" in stopped[0], stderr[-2000:]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not [p for p in workers if _alive(p)], "orphaned workers"
+    run = json.loads((out / "run.json").read_text())
+    assert run["phases"][0]["status"] == "interrupted"
+
+    res = curate_cli("run", str(recipe), "--no-report", timeout=600)  # the rerun resumes and finishes
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(read_docs(out / "normalize" / "documents")) == 24_000
