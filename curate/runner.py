@@ -241,7 +241,24 @@ def _save_record(record: dict, path: str) -> None:
 
 
 def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = False) -> dict:
-    """Run every phase in order; returns the run record (also written to OUT/run.json)."""
+    """Run every phase in order; returns the run record (also written to OUT/run.json).
+
+    The output folder is locked for the whole call (curate/output_lock.py): a second run into it is
+    refused while this one runs."""
+    from curate.output_lock import OutputLockedError, output_lock
+
+    try:
+        lock = output_lock(plan.output_dir)
+        lock.__enter__()
+    except OutputLockedError as e:
+        raise RunError(str(e)) from None
+    try:
+        return _execute_locked(plan, kind, console, overwrite)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _execute_locked(plan: RunPlan, kind: str, console, overwrite: bool) -> dict:
     from rich.console import Console
 
     from curate.executors import quiet_datatrove_logs

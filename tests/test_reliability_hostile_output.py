@@ -186,3 +186,44 @@ def test_signal_stops_the_workers_names_the_phase_and_the_rerun_resumes(tmp_path
     res = curate_cli("run", str(recipe), "--no-report", timeout=600)  # the rerun resumes and finishes
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(read_docs(out / "normalize" / "documents")) == 24_000
+
+
+# ---------------------------------------------------------------------------------------------------
+# one run per output folder
+
+
+@pytest.mark.slow  # one real run interrupted, one rerun: ~20 s
+def test_second_run_into_a_busy_folder_is_refused_and_a_stale_lock_is_not(tmp_path, slow_corpus):
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.yaml", _recipe(slow_corpus, out, tasks=8, workers=2))
+    first = _start(recipe)
+    _wait_for_documents(out, "normalize", first)
+    second = curate_cli("run", str(recipe), "--no-report", timeout=120)
+    assert second.returncode == 1, second.stderr[-2000:]
+    assert f"{out} is in use by another curate run (pid {first.pid} on " in second.stderr
+    assert "Traceback" not in second.stderr
+    assert first.poll() is None  # the first run was not disturbed
+    os.killpg(first.pid, signal.SIGKILL)  # the machine kills the whole run: its lock file stays behind
+    first.communicate(timeout=60)
+    assert (out / ".curate.lock").exists()
+    time.sleep(1)  # let the killed workers go
+    res = curate_cli("run", str(recipe), "--no-report", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(read_docs(out / "normalize" / "documents")) == 24_000
+
+
+def test_a_lock_held_by_a_live_process_refuses_and_its_end_frees_it(tmp_path, small_corpus):
+    """The same without a long run: another process holds the lock, then exits without a word."""
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.yaml", _recipe(small_corpus, out))
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from curate.output_lock import output_lock\n"
+                               f"with output_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(120)"],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert holder.stdout.readline().strip() == "held"
+    res = curate_cli("run", str(recipe), "--no-report")
+    assert res.returncode == 1 and f"in use by another curate run (pid {holder.pid} on" in res.stderr
+    assert not (out / "run.json").exists()  # refused before touching anything
+    holder.kill()
+    holder.wait()
+    res = curate_cli("run", str(recipe), "--no-report")
+    assert res.returncode == 0, res.stderr[-2000:]
