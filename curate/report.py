@@ -193,6 +193,10 @@ class Report:
         total_wall = sum(p.wall_s for p in self.phases)
         console.print(f"[bold]{self.run.get('name', '?')}[/] ({status}) in {self.out_dir}: "
                       f"{len(self.phases)} phases, {total_wall:.1f}s")
+        stopped = self.run.get("stopped_early")
+        if stopped:
+            console.print(f"[yellow]stopped early[/]: phase '{stopped.get('after')}' left no documents; "
+                          f"{len(stopped.get('skipped', []))} later phases skipped", highlight=False)
         t = Table(title="documents per stage")
         for col in ("stage", "phase", "in", "out", "kept", "dropped by reason"):
             t.add_column(col, justify="right" if col in ("in", "out", "kept") else "left")
@@ -248,6 +252,8 @@ class Report:
             f"<h1>curate report: {e(str(self.run.get('name', '')))}</h1>",
             f"<p>recipe {e(str(self.run.get('recipe', '')))}; executor {e(str(self.run.get('executor', '')))}; "
             f"status {e(str(self.run.get('status', '?')))}; output {e(self.out_dir)}</p>",
+            (f"<p><b>stopped early</b>: phase {e(str(self.run['stopped_early'].get('after')))} left no documents; "
+             "the later phases were skipped</p>") if self.run.get("stopped_early") else "",
             "<h2>Retention funnel</h2>",
             _svg_bars([(r.stage, r.docs_out) for r in rows], max(([r.docs_in for r in rows] or [1]) + [1])),
             "<table><tr><th>stage</th><th>phase</th><th>in</th><th>out</th><th>kept</th><th>dropped by reason</th></tr>",

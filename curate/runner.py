@@ -263,6 +263,7 @@ def _execute_locked(plan: RunPlan, kind: str, console, overwrite: bool) -> dict:
 
     from curate.executors import quiet_datatrove_logs
     from curate.inputs import prepare_input
+    from curate.empty_corpus import empty_upstream, stop_early
     from curate.progress import PhaseMonitor
 
     console = console or Console(stderr=True)
@@ -317,6 +318,9 @@ def _execute_locked(plan: RunPlan, kind: str, console, overwrite: bool) -> dict:
             phase_dir = os.path.join(plan.output_dir, phase.id)
             label = f"[{i + 1}/{len(plan.phases)}] {phase.label}"
             t0 = time.monotonic()
+            if (empty_phase := empty_upstream(plan.phases, record["phases"], i)) is not None:
+                stop_early(plan, record, i, empty_phase, console)  # curate/empty_corpus.py
+                break
             if entry["status"] == "done" and not ex.get_incomplete_ranks():
                 console.print(f"{label}: already complete, skipped")
                 continue

@@ -227,3 +227,37 @@ def test_a_lock_held_by_a_live_process_refuses_and_its_end_frees_it(tmp_path, sm
     holder.wait()
     res = curate_cli("run", str(recipe), "--no-report")
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------------
+# a stage that leaves nothing
+
+
+@pytest.mark.parametrize("case", ["all_input_bad", "filter_drops_all"])
+def test_a_stage_that_leaves_no_documents_ends_the_run_cleanly_and_so_does_the_rerun(tmp_path, case):
+    data = tmp_path / "data"
+    data.mkdir()
+    if case == "all_input_bad":
+        (data / "a.jsonl").write_text('{"id": "a", "text": ""}\n{"id": "b"}\n{broken\n')
+        stages, empty_phase = ["normalize", "exact_dedup", "minhash_dedup"], "normalize"
+    else:  # English text, and a language filter that keeps only Chinese
+        write_jsonl_gz(data / "a.jsonl.gz", synthetic_docs(30))
+        stages = ["normalize", "exact_dedup", {"langid": {"expected_languages": ["zh"]}}, "minhash_dedup"]
+        empty_phase = "exact_dedup.apply"  # langid runs in the pass that applies exact_dedup
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.yaml", {**_recipe(data, out, tasks=2), "stages": stages})
+    for attempt in ("first run", "rerun"):
+        res = curate_cli("run", str(recipe), timeout=600)
+        assert res.returncode == 0, (attempt, res.stderr[-3000:])
+        assert "Traceback" not in res.stderr and "RuntimeError" not in res.stderr and "failed" not in res.stderr, attempt
+        said = [x for x in res.stderr.splitlines() if "left no documents" in x]
+        assert len(said) == 1 and f"phase '{empty_phase}'" in said[0], (attempt, res.stderr[-2000:])
+        assert ("langid" in said[0]) == (case == "filter_drops_all")  # the line names the stages of the phase
+        assert "stopped early" in res.stdout
+        run = json.loads((out / "run.json").read_text())
+        statuses = {p["id"]: p["status"] for p in run["phases"]}
+        assert statuses[empty_phase] == "done" and run["stopped_early"]["after"] == empty_phase
+        assert statuses["minhash_dedup.apply"] == "skipped"
+        assert run["status"] == "done"
+        final = out / "minhash_dedup.apply" / "documents"
+        assert final.is_dir() and read_docs(final) == []
