@@ -14,7 +14,7 @@ import glob
 import gzip
 import os
 
-from curate.plan import DOCUMENTS_GLOB
+from curate.documents import DOCUMENTS_GLOB
 
 
 def document_set_is_empty(folder: str | None) -> bool:
@@ -35,19 +35,19 @@ def empty_upstream(phases, record_phases, i: int) -> str | None:
     """The id of the phase before `i` whose document set (the current one) is empty, if it is."""
     for j in range(i - 1, -1, -1):
         if phases[j].documents_out:
-            if record_phases[j].get("status") == "done" and document_set_is_empty(phases[j].documents_out):
+            if record_phases[j].status == "done" and document_set_is_empty(phases[j].documents_out):
                 return phases[j].id
             return None
     return None
 
 
-def stop_early(plan, record: dict, i: int, empty_phase: str, console) -> None:
+def stop_early(plan, record, i: int, empty_phase: str, console) -> None:
     """Mark phases i.. skipped, note why in the record, leave an empty final document set, say so."""
     skipped = [p.id for p in plan.phases[i:]]
-    for entry in record["phases"][i:]:
-        entry["status"] = "skipped"
+    for entry in record.phases[i:]:
+        entry.status = "skipped"
     stage = next((p.label for p in plan.phases if p.id == empty_phase), empty_phase)
-    record["stopped_early"] = {"after": empty_phase, "reason": "no documents left", "skipped": skipped}
+    record.stopped_early = {"after": empty_phase, "reason": "no documents left", "skipped": skipped}
     if plan.final_documents:
         os.makedirs(plan.final_documents, exist_ok=True)
     console.print(f"phase '{empty_phase}' ({stage}) left no documents: the run stops here, "

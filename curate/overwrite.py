@@ -10,8 +10,11 @@ run then goes on (a link leading outside is refused later by `check_output_tree`
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+
+from curate.paths import inside, safe_name
 
 # the files a run writes at the top of OUT besides its phase folders
 RUN_FILES = ("run.json", "report.html")
@@ -19,8 +22,6 @@ RUN_FILES = ("run.json", "report.html")
 
 def phase_folder_to_remove(out_dir: str, phase_id) -> tuple[str | None, str]:
     """(path, "") when `phase_id` names a folder curate may delete, else (None, why not)."""
-    from curate.paths import inside, safe_name
-
     try:
         safe_name(phase_id, "phase id", dotted=True)
     except ValueError as e:
@@ -33,6 +34,16 @@ def phase_folder_to_remove(out_dir: str, phase_id) -> tuple[str | None, str]:
     if os.path.dirname(os.path.realpath(path)) != os.path.realpath(out_dir) or not inside(path, out_dir):
         return None, f"{path} resolves outside the output folder"
     return path, ""
+
+
+def read_run_json(out_dir: str) -> dict:
+    """OUT/run.json as a plain mapping ({} when missing or not a JSON object)."""
+    try:
+        with open(os.path.join(out_dir, "run.json"), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def remove_previous_run(out_dir: str, previous: dict) -> list[str]:

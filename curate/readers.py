@@ -30,13 +30,16 @@ not seen here.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
 import zlib
 
+import orjson
 from datatrove.pipeline.readers import JsonlReader, ParquetReader
 
+from curate.atomic import partial_name
 from curate.input_files import (NUL, SIGNATURES as _SIGNATURES, SNIFF_BYTES, Utf16Lines, ZstdStream,  # noqa: F401
                                 binary_verdict, file_problem, split_records, utf16_encoding)
 from curate.record_rules import RecordTooDeep, id_verdict, jsonable_original, parse_json_record, valid_media
@@ -69,8 +72,6 @@ class _ProblemLog:
         return self.data_folder.resolve_paths(filepath)
 
     def _open_log(self, kind: str):
-        from curate.atomic import partial_name
-
         folder = self.problems_dir if kind == "problems" else os.path.join(os.path.dirname(self.problems_dir), kind)
         os.makedirs(folder, exist_ok=True)
         tmp = partial_name(os.path.join(folder, f"{self._rank:05d}.jsonl"))
@@ -236,8 +237,6 @@ class _Prepend(io.RawIOBase):
 
 def _read_error(e: Exception) -> str:
     """`truncated_file` when compressed data ends early, `unreadable_file` when it is not compressed data."""
-    import gzip
-
     if isinstance(e, EOFError):
         return "truncated_file"
     if isinstance(e, gzip.BadGzipFile) or "not a gzip file" in str(e).lower():
@@ -321,8 +320,6 @@ class CountingJsonlReader(_ProblemLog, JsonlReader):
                 del raw
 
     def _parse_line(self, raw: bytes, filepath: str, line_no: int):
-        import orjson
-
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as e:

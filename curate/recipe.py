@@ -11,6 +11,7 @@ parameters are validated against that stage's settings model -> local input path
 
 from __future__ import annotations
 
+import copy
 import difflib
 import glob
 import os
@@ -22,21 +23,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from curate.registry import StageKind, StageSettings
+from curate.errors import RecipeError
+from curate.paths import safe_name
+from curate.registry import StageKind, StageSettings, all_stages
+from curate.yaml_limits import MAX_RECIPE_BYTES, MAX_SUBSTITUTED_CHARS, YamlLimitError, check_yaml_size
 
 BUILTIN_RECIPES_DIRS = (
     Path(__file__).resolve().parent.parent / "recipes",  # a source checkout / editable install
     Path(os.sys.prefix) / "share" / "curate" / "recipes",  # a regular install (data-files)
 )
-
-
-class RecipeError(Exception):
-    """A recipe problem, located by file, key path and (when known) line."""
-
-    def __init__(self, file: str, path: str, message: str, line: int | None = None):
-        self.file, self.path, self.message, self.line = file, path, message, line
-        where = f"{file}:{line}" if line else file
-        super().__init__(f"{where}: {path}: {message}" if path else f"{where}: {message}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -195,9 +190,6 @@ def load_recipe(
 
 
 def _validate_stages(entries: list[Any], err) -> list[StageEntry]:
-    from curate.paths import safe_name
-    from curate.registry import all_stages
-
     registry = all_stages()
     out: list[StageEntry] = []
     seen: dict[str, int] = {}
@@ -255,8 +247,6 @@ def _check_input(inp: InputConfig, err) -> None:
 
 
 def _parse_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
-    from curate.yaml_limits import MAX_RECIPE_BYTES, YamlLimitError, check_yaml_size
-
     try:
         if path.is_file() and path.stat().st_size > MAX_RECIPE_BYTES:
             raise RecipeError(str(path), "", f"{path.stat().st_size:,} bytes; a recipe is refused above "
@@ -366,8 +356,6 @@ def _apply_override(raw: dict, override: str, file: str) -> None:
     """`a.b.c=value`: value parsed as YAML; `stages.<id or index>.param` addresses a stage."""
     if "=" not in override:
         raise RecipeError(file, override, "an override is key.path=value")
-    from curate.yaml_limits import YamlLimitError, check_yaml_size
-
     key, value_text = override.split("=", 1)
     try:
         check_yaml_size(value_text)
@@ -423,8 +411,6 @@ def _substitute(obj: Any, variables: dict, recipe_dir: Path, err) -> Any:
     """Replace `${name}` everywhere. Each variable is expanded once (so a chain of variables that each
     repeat the next costs the sum of their sizes, not the product), and an expansion longer than
     `MAX_SUBSTITUTED_CHARS` is refused: a few hundred bytes of variables cannot make gigabytes."""
-    from curate.yaml_limits import MAX_SUBSTITUTED_CHARS
-
     expanded: dict[str, Any] = {}
     in_progress: list[str] = []
 
@@ -483,6 +469,4 @@ def _substitute(obj: Any, variables: dict, recipe_dir: Path, err) -> Any:
 
 
 def _deepcopy(obj):
-    import copy
-
     return copy.deepcopy(obj)

@@ -268,7 +268,7 @@ def _render_plain(f: File) -> bytes:
 def _read_corpus(folder: Path, work: Path):
     """Counting reader -> the real document writer, in this process, under an alarm."""
     from curate.executors import quiet_datatrove_logs
-    from curate.inputs import DocumentsWriter
+    from curate.documents import DocumentsWriter
     from curate.readers import CountingJsonlReader
 
     quiet_datatrove_logs()

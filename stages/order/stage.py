@@ -24,6 +24,7 @@ from datatrove.pipeline.base import PipelineStep
 from pydantic import Field
 
 from curate.atomic import write_json_atomic, write_numpy_atomic, write_parquet_atomic
+from curate.figures import downsample, histogram, write_report_section
 from curate.plan import GlobalPlan, Phase, StageContext
 from curate.registry import StageSettings, register_stage
 
@@ -249,7 +250,6 @@ class OrderStitch(PipelineStep):
     def _publish(self, quality: dict, adjacent: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> None:
         """Figures and plots for `curate report`: adjacent similarity along the path and its
         histogram against the same documents in a random order."""
-        from curate.report import downsample, histogram, write_report_section
         from stages.order.quality import adjacent_similarities
 
         rng = np.random.default_rng(self.seed)

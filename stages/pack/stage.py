@@ -29,6 +29,7 @@ from datatrove.pipeline.base import PipelineStep
 from pydantic import Field
 
 from curate.atomic import write_json_atomic, write_parquet_atomic
+from curate.figures import histogram, write_report_section
 from curate.plan import GlobalPlan, Phase, StageContext
 from curate.registry import StageSettings, register_stage
 
@@ -177,7 +178,6 @@ class PackWindows(PipelineStep):
         """Window coherence against random windows of the same document counts (needs embeddings)."""
         if not self.embed_dir or not os.path.isdir(self.embed_dir):
             return {}
-        from curate.report import histogram
         from stages.embed.store import load_embeddings
         from stages.pack.packing import random_windows_like, window_coherences
 
@@ -226,8 +226,6 @@ class PackSummary(PipelineStep):
     def _publish(self, out: dict, slices: list[dict]) -> None:
         """Figures for `curate report`: window statistics and the per-window coherence histogram
         against windows of randomly chosen documents."""
-        from curate.report import histogram, write_report_section
-
         figures = {k: out[k] for k in ("windows", "documents", "tokens", "pad_fraction", "split_documents",
                                         "dropped_too_long", "coherence", "coherence_random") if k in out}
         histograms = {}
