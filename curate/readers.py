@@ -312,7 +312,7 @@ class CountingJsonlReader(_ProblemLog, JsonlReader):
                     line_no += 1
                     if not piece.strip():
                         continue
-                    self._record_seen()
+                    self._file[0] += 1  # a record seen (the file's balance)
                     with self.track_time():
                         document = self._parse_line(piece, filepath, line_no)
                     if document is not None:
@@ -321,13 +321,14 @@ class CountingJsonlReader(_ProblemLog, JsonlReader):
 
     def _parse_line(self, raw: bytes, filepath: str, line_no: int):
         try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            self._problem(filepath, line_no, "invalid_utf8", str(e))
-            return None
-        try:
-            record, big_ints = parse_json_record(raw)
-        except orjson.JSONDecodeError as e:  # orjson itself stops at 1024 levels
+            record, big_ints = parse_json_record(raw)  # orjson checks the UTF-8 too
+        except orjson.JSONDecodeError as e:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:  # say why: the bytes, not the JSON
+                self._problem(filepath, line_no, "invalid_utf8", str(bad))
+                return None
+            # orjson itself stops at 1024 levels
             self._problem(filepath, line_no, "too_deep" if "depth limit" in str(e) else "malformed_json", str(e))
             return None
         except RecordTooDeep as e:

@@ -75,6 +75,7 @@ def test_overwrite_never_deletes_outside_the_output_folder(tmp_path, small_corpu
     (out / "linked_phase").unlink()
     res = curate_cli("run", str(recipe), "--no-report")
     assert res.returncode == 0, res.stderr[-2000:]
+    assert not (out / ".curate.lock").exists()  # a run that ends leaves its output without a lock file
     assert len(read_docs(out / "normalize" / "documents")) == 20
     assert _tree(victim) == before
 
@@ -227,6 +228,7 @@ def test_a_lock_held_by_a_live_process_refuses_and_its_end_frees_it(tmp_path, sm
     holder.wait()
     res = curate_cli("run", str(recipe), "--no-report")
     assert res.returncode == 0, res.stderr[-2000:]
+    assert not (out / ".curate.lock").exists()  # a run that ends leaves its output without a lock file
 
 
 # ---------------------------------------------------------------------------------------------------
