@@ -22,3 +22,8 @@ class RunError(Exception):
 
 class ReportError(Exception):
     """A folder `curate report` cannot read (no run.json: not a curate output folder)."""
+
+
+class MissingStageError(ValueError):
+    """A stage needs the output of an earlier stage that the recipe does not have before it
+    (`pack` without `order`, `order` without `neighbors`); the message names both."""

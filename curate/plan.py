@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from curate.documents import DOCUMENTS_GLOB, DOCUMENTS_SUBDIR, DocumentsWriter  # noqa: F401 (layout names)
+from curate.errors import MissingStageError
 from curate.paths import safe_name
 from curate.recipe import Recipe
 
@@ -96,6 +97,17 @@ class StageContext:
             if name == stage_name:
                 return stage_id
         return None
+
+    def upstream_data_dir(self, stage_name: str, phase: str, required: bool = True) -> str | None:
+        """Data folder of phase `phase` of the most recent earlier `stage_name` stage: what a stage
+        that needs an earlier stage's output reads. With none in the recipe before this stage:
+        MissingStageError naming both (or None when not `required`)."""
+        stage_id = self.latest(stage_name)
+        if stage_id is None:
+            if not required:
+                return None
+            raise MissingStageError(f"{self.stage_id} needs an earlier '{stage_name}' stage in the recipe")
+        return self.stage_data_dir(stage_id, phase)
 
     def stage_data_dir(self, stage_id: str, phase: str) -> str:
         """Data folder of phase `phase` of an earlier global stage `stage_id`."""
