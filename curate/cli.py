@@ -30,6 +30,7 @@ from curate.record import RunRecord
 from curate.registry import all_stages, describe_settings
 from curate.report import build_report
 from curate.runner import execute, plan_run
+from curate.signals import RunInterrupted, stop_on_signals
 from curate.slurm_cluster import wait_for_run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help=__doc__.split("\n\n")[0])
@@ -87,9 +88,12 @@ def run(
         f"{plan.workers} workers, executor {rec.executor.kind} -> {plan.output_dir}"
     )
     try:
-        record = execute(plan, rec.executor.kind, console=err_console, overwrite=overwrite)
+        with stop_on_signals():  # SIGTERM/SIGINT: workers stopped, one line naming the phase, 143/130
+            record = execute(plan, rec.executor.kind, console=err_console, overwrite=overwrite)
     except RunError as e:
         _fail(str(e), code=1)
+    except RunInterrupted as e:
+        _fail(e.message(), code=e.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted; rerun the same command to resume", code=130)
     if record.status == "submitted":

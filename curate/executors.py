@@ -17,6 +17,8 @@ import dill
 from datatrove.executor import LocalPipelineExecutor
 from loguru import logger
 
+from curate.signals import start_forkserver_ignoring_sigint
+
 _FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
 
 
@@ -79,6 +81,11 @@ class QuietLocalExecutor(LocalPipelineExecutor):
     here gets its own copy of the pipeline instead, made the way a worker process gets it (dill), so a
     task's output and stats do not depend on where it ran.
     """
+
+    def run(self):
+        if self.workers != 1 and self.start_method == "forkserver":
+            start_forkserver_ignoring_sigint()  # pool workers leave Ctrl-C to the launcher (curate/signals.py)
+        return super().run()
 
     def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
         quiet_datatrove_logs()

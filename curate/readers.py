@@ -6,13 +6,20 @@ here every such record is counted in the phase's stats (`dropped_input_<reason>`
 which `curate report` shows. With `input.strict: true` the first problem stops the run instead
 (`BadInputError`, naming `file:line`).
 
-Reasons: `malformed_json`, `not_an_object`, `missing_text`, `non_string_text`, `empty_text` (empty or
-whitespace only), `invalid_utf8`, `bad_id` (an id that is a list or mapping), `not_jsonl` (a binary
-file: NUL bytes or another format's signature in its first 8 KiB; one problem for the whole file),
-`truncated_file` (compressed data ends early: the rest of the file is lost), `unreadable_file`
-(not gzip/zstd/parquet although named so), `wrong_schema` (parquet without a string text column;
-every row of the file counts as dropped). `empty_file` (no bytes at all) is listed but drops nothing
-and is not fatal in strict mode.
+Reasons (dropped): `malformed_json`, `not_an_object`, `missing_text`, `non_string_text`, `empty_text`
+(empty or whitespace only), `invalid_utf8`, `bad_id` (an id that is a list or mapping), `too_deep`
+(nested past `record_rules.MAX_NESTING`), `not_jsonl` (another format's signature, or NUL bytes and no
+JSON line, in the first 8 KiB: one problem for the whole file), `truncated_file` (compressed data ends
+early: the records before the cut are kept, the one cut counts as dropped; how many followed it cannot
+be known), `unreadable_file` (not gzip/zstd/parquet although named so, a dangling link, no permission),
+`wrong_schema` (parquet without a string text column; every row of the file counts as dropped).
+Listed but not dropped (and not fatal... except in strict mode, where every listed problem is):
+`duplicate_id`, `id_replaced`, `big_int_as_string`, `media_as_metadata`, `utf16_decoded`,
+`converted_values` (see `curate/record_rules.py` and `curate/input_files.py`); `not_a_file` (a FIFO,
+socket or device, skipped unopened) and `empty_file` (no bytes) are never fatal.
+
+Every file's balance (records in it = documents read + records dropped) is written to
+`OUT/<phase>/input_files/<rank>.jsonl`; `curate report` sums it and names any file that does not balance.
 
 Duplicate ids are not dropped (the texts may differ): the later document is renamed to
 `<id>@<file>:<line>`, keeps its original id in `metadata.original_id`, and is listed as a
@@ -39,17 +46,12 @@ from datatrove.io import get_shard_from_paths_file
 from datatrove.pipeline.readers import JsonlReader, ParquetReader
 
 from curate.atomic import partial_name
+from curate.input_files import (NUL, SIGNATURES as _SIGNATURES, SNIFF_BYTES, Utf16Lines, ZstdStream,  # noqa: F401
+                                binary_verdict, file_problem, split_records, utf16_encoding)
+from curate.record_rules import RecordTooDeep, id_verdict, jsonable_original, parse_json_record, valid_media
 
-SNIFF_BYTES = 8192
-NUL = b"\x00"
-_SIGNATURES = {  # first bytes of formats that are not JSONL text
-    b"\x1f\x8b": "gzip data (name the file *.gz)",
-    b"\x28\xb5\x2f\xfd": "zstd data (name the file *.zst)",
-    b"PAR1": "a parquet file (use input.format: parquet)",
-    b"PK\x03\x04": "a zip archive",
-    b"BZh": "bzip2 data",
-    b"\xfd7zXZ": "xz data",
-}
+# problems that drop nothing and never stop a strict run
+_NEVER_FATAL = {"empty_file", "not_a_file"}
 
 
 class BadInputError(ValueError):
@@ -66,10 +68,14 @@ class _ProblemLog:
         self.problems_dir, self.strict = problems_dir, strict
         self._problems = None
         self._problems_tmp = None
+        self._balance = None
+        self._balance_tmp = None
         self._seen_ids: set[str] = set()
         self._rank = 0
         self._stride = (0, 1)  # (this task, tasks) when tasks share files record by record; see the module doc
         self._record = 0
+
+        self._file = None  # [records, documents, dropped] of the file being read
 
     def _take(self) -> bool:
         """Whether the next record of the input belongs to this task (always, with whole-file shards)."""
@@ -89,51 +95,120 @@ class _ProblemLog:
     def _where(self, filepath: str) -> str:
         return self.data_folder.resolve_paths(filepath)
 
+    def _open_log(self, kind: str):
+        folder = self.problems_dir if kind == "problems" else os.path.join(os.path.dirname(self.problems_dir), kind)
+        os.makedirs(folder, exist_ok=True)
+        tmp = partial_name(os.path.join(folder, f"{self._rank:05d}.jsonl"))
+        return tmp, open(tmp, "w", encoding="utf-8")
+
     def _problem(self, filepath: str, line: int | None, reason: str, detail: str = "", dropped: int = 1,
                  fatal: bool = True, whole_file: bool = False) -> None:
         if whole_file and not self._file_problem_is_mine():
             return
         where = self._where(filepath)
-        if self.strict and fatal:
+        if self.strict and fatal and reason not in _NEVER_FATAL:
             at = f"{where}:{line}" if line is not None else where
             raise BadInputError(f"{at}: {reason.replace('_', ' ')}" + (f" ({detail[:300]})" if detail else "")) from None
         if dropped:
             self.stat_update("dropped_input", value=dropped)
             self.stat_update(f"dropped_input_{reason}", value=dropped)
+            if self._file is not None:
+                self._file[2] += dropped
         if self.problems_dir is None:
             return
         if self._problems is None:
-            os.makedirs(self.problems_dir, exist_ok=True)
-            self._problems_tmp = partial_name(os.path.join(self.problems_dir, f"{self._rank:05d}.jsonl"))
-            self._problems = open(self._problems_tmp, "w", encoding="utf-8")
+            self._problems_tmp, self._problems = self._open_log("problems")
         rec = {"file": where, "line": line, "reason": reason, "detail": detail[:300], "dropped": dropped}
         self._problems.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
-    def _finish_problems(self, ok: bool) -> None:
-        """Publish the problems file when the task read everything; a failed task leaves none."""
-        if self._problems is None:
+    def _note(self, filepath: str, line: int | None, reason: str, detail: str) -> None:
+        """A record kept after a conversion: listed and counted (`input_<reason>`), not dropped."""
+        self._problem(filepath, line, reason, detail, dropped=0)
+        self.stat_update(f"input_{reason}")
+
+    def _read_counted(self, filepath: str, records):
+        """Wrap one file's document stream with its balance: records seen = documents + dropped."""
+        self._file = [0, 0, 0]
+        complete = False
+        try:
+            for document in records:
+                self._file[1] += 1
+                yield document
+            complete = True
+        finally:
+            records_seen, docs, dropped = self._file
+            self._file = None
+            if self.problems_dir is not None:
+                if self._balance is None:
+                    self._balance_tmp, self._balance = self._open_log("input_files")
+                entry = {"file": self._where(filepath), "records": records_seen, "documents": docs,
+                         "dropped": dropped, "complete": complete}
+                self._balance.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def _whole_file_problem(self, filepath: str, line: int | None, reason: str, detail: str = "",
+                            dropped: int = 1) -> None:
+        """A problem with a whole file (or the unreadable rest of it), its records counted as seen and
+        dropped. When tasks share a file record by record, task 0 alone reports it."""
+        if not self._file_problem_is_mine():
             return
-        self._problems.close()
-        self._problems = None
-        final = self._problems_tmp[: -len(".partial")]
-        if ok:
-            os.replace(self._problems_tmp, final)
-        else:
-            os.remove(self._problems_tmp)
+        self._record_seen(dropped or 0)
+        self._problem(filepath, line, reason, detail, dropped=dropped)
+
+    def _record_seen(self, n: int = 1) -> None:
+        if self._file is not None:
+            self._file[0] += n
+
+    def _finish_logs(self, ok: bool) -> None:
+        """Publish the problems and balance files when the task read everything; a failed task leaves none."""
+        for handle, tmp in ((self._problems, self._problems_tmp), (self._balance, self._balance_tmp)):
+            if handle is None:
+                continue
+            handle.close()
+            if ok:
+                os.replace(tmp, tmp[: -len(".partial")])
+            else:
+                os.remove(tmp)
+        self._problems = self._balance = None
+
+    def _file_level_problem(self, filepath: str) -> bool:
+        """A path that must not be opened (FIFO, dangling link): recorded; True to skip it."""
+        found = file_problem(self.data_folder, filepath)
+        if found is None:
+            return False
+        reason, detail, dropped = found
+        self._whole_file_problem(filepath, None, reason, detail, dropped=dropped)
+        if reason == "not_a_file" and self._file_problem_is_mine():
+            self.stat_update("input_skipped_not_a_file")
+        return True
 
     def _document(self, record: dict, filepath: str, line: int):
         """A Document from a record whose text was checked; ids made strings and unique in this task."""
-        raw_id = record.get(self.id_key)
-        if isinstance(raw_id, (dict, list)):
-            self._problem(filepath, line, "bad_id", f"id is a {type(raw_id).__name__}")
+        verdict, value = id_verdict(record.get(self.id_key))
+        if verdict == "drop":
+            self._problem(filepath, line, "bad_id", value)
             return None
-        if raw_id is None:
-            record.pop(self.id_key, None)  # datatrove's default: <file>/<line index>
+        original = None
+        if verdict == "keep":
+            record[self.id_key] = value
         else:
-            record[self.id_key] = str(raw_id)
+            if verdict == "replace":
+                original = jsonable_original(record[self.id_key])
+                self._note(filepath, line, "id_replaced", f"{value}; the positional id is used instead")
+            record.pop(self.id_key, None)  # datatrove's default: <file>/<line index>
+        if "media" in record and not valid_media(record["media"]):
+            self._note(filepath, line, "media_as_metadata", f"'media' is a {type(record['media']).__name__}, "
+                       "not a list of media objects; kept as metadata.media")
+            media = record.pop("media")
+        else:
+            media = None
         document = self.get_document_from_dict(record, filepath, line - 1)
-        if document is None:
+        if document is None:  # cannot happen after _text_problem; counted rather than lost if it does
+            self._problem(filepath, line, "missing_text", "the reader made no document of this record")
             return None
+        if media is not None:
+            document.metadata["media"] = media
+        if original is not None:
+            document.metadata["original_id"] = original
         doc_id = str(document.id)
         if doc_id in self._seen_ids:
             new_id = f"{doc_id}@{filepath}:{line}"
@@ -142,7 +217,7 @@ class _ProblemLog:
             self._problem(filepath, line, "duplicate_id", f"id {doc_id!r} seen before; renamed to {new_id!r}",
                           dropped=0)
             self.stat_update("input_duplicate_id_renamed")
-            document.metadata["original_id"] = doc_id
+            document.metadata.setdefault("original_id", doc_id)
             doc_id = new_id
         document.id = doc_id
         self._seen_ids.add(doc_id)
@@ -177,7 +252,7 @@ class _ProblemLog:
                 yield from super().run(data, rank, world_size)
             ok = True
         finally:
-            self._finish_problems(ok)
+            self._finish_logs(ok)
 
 
 class _Prepend(io.RawIOBase):
@@ -210,6 +285,9 @@ def _read_error(e: Exception) -> str:
     return "truncated_file" if isinstance(e, zlib.error) else "unreadable_file"
 
 
+_READ_ERRORS = (EOFError, OSError, zlib.error, UnicodeDecodeError)
+
+
 class CountingJsonlReader(_ProblemLog, JsonlReader):
     """JsonlReader that counts and records every record it cannot turn into a document.
 
@@ -223,54 +301,85 @@ class CountingJsonlReader(_ProblemLog, JsonlReader):
         self._init_problems(problems_dir, strict)
 
     def read_file(self, filepath: str):
-        with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
+        return self._read_counted(filepath, self._read_jsonl(filepath))
+
+    def _open(self, filepath: str):
+        if filepath.endswith(".zst") and self.compression == "infer":
+            return ZstdStream(self.data_folder.open(filepath, "rb"))
+        return self.data_folder.open(filepath, "rb", compression=self.compression)
+
+    def _read_jsonl(self, filepath: str):
+        if self._file_level_problem(filepath):
+            return
+        try:
+            f = self._open(filepath)
+        except OSError as e:  # no read permission, a folder in a file's place, ...
+            self._whole_file_problem(filepath, None, "unreadable_file", f"cannot open: {e.strerror or e}")
+            return
+        with f:
             try:
                 head = f.read1(SNIFF_BYTES) if hasattr(f, "read1") else f.read(SNIFF_BYTES)
             except (EOFError, OSError, zlib.error) as e:
-                self._problem(filepath, 1, _read_error(e), str(e), whole_file=True)
+                self._whole_file_problem(filepath, 1, _read_error(e), str(e))
                 return
             if not head:
                 self._problem(filepath, None, "empty_file", "no records", dropped=0, fatal=False, whole_file=True)
                 return
-            binary = next((what for sig, what in _SIGNATURES.items() if head.startswith(sig)), None)
-            if binary is None and NUL in head:
-                binary = f"binary data (NUL byte at offset {head.index(NUL)})"
+            encoding = utf16_encoding(head)
+            binary = None if encoding else binary_verdict(head)
             if binary is not None:
-                self._problem(filepath, 1, "not_jsonl", f"{binary}; file skipped", whole_file=True)
+                self._whole_file_problem(filepath, 1, "not_jsonl", f"{binary}; file skipped")
                 return
             stream = io.BufferedReader(_Prepend(head, f), buffer_size=1 << 16)
+            if encoding:
+                self._note(filepath, None, "utf16_decoded", f"{encoding} text, not UTF-8; decoded record by record")
+                stream = Utf16Lines(stream, encoding)
             line_no = 0
             while True:
                 try:
                     raw = stream.readline()
-                except (EOFError, OSError, zlib.error) as e:  # truncated gzip and friends: the rest is lost
-                    self._problem(filepath, line_no + 1, _read_error(e), str(e), whole_file=True)
+                except _READ_ERRORS as e:  # truncated gzip/zstd and friends: the rest is lost
+                    reason = "invalid_utf8" if isinstance(e, UnicodeDecodeError) else _read_error(e)
+                    self._whole_file_problem(filepath, line_no + 1, reason,
+                                             f"{e}; the rest of the file cannot be read (how many records it held is unknown)")
                     return
                 if not raw:
                     return
-                line_no += 1
-                if not raw.strip() or not self._take():
-                    continue
-                with self.track_time():
-                    try:
-                        text = raw.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        self._problem(filepath, line_no, "invalid_utf8", str(e))
+                for piece in split_records(raw):
+                    line_no += 1
+                    if not piece.strip() or not self._take():
                         continue
-                    try:
-                        record = orjson.loads(text)
-                    except orjson.JSONDecodeError as e:
-                        self._problem(filepath, line_no, "malformed_json", str(e))
-                        continue
-                    del raw, text  # a 50 MB line: keep one copy of it, not three
-                    if not isinstance(record, dict):
-                        self._problem(filepath, line_no, "not_an_object", type(record).__name__)
-                        continue
-                    if self._text_problem(record, filepath, line_no):
-                        continue
-                    document = self._document(record, filepath, line_no)
-                if document is not None:
-                    yield document
+                    self._file[0] += 1  # a record seen (the file's balance)
+                    with self.track_time():
+                        document = self._parse_line(piece, filepath, line_no)
+                    if document is not None:
+                        yield document
+                del raw
+
+    def _parse_line(self, raw: bytes, filepath: str, line_no: int):
+        try:
+            record, big_ints = parse_json_record(raw)  # orjson checks the UTF-8 too
+        except orjson.JSONDecodeError as e:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:  # say why: the bytes, not the JSON
+                self._problem(filepath, line_no, "invalid_utf8", str(bad))
+                return None
+            # orjson itself stops at 1024 levels
+            self._problem(filepath, line_no, "too_deep" if "depth limit" in str(e) else "malformed_json", str(e))
+            return None
+        except RecordTooDeep as e:
+            self._problem(filepath, line_no, "too_deep", str(e))
+            return None
+        if not isinstance(record, dict):
+            self._problem(filepath, line_no, "not_an_object", type(record).__name__)
+            return None
+        if self._text_problem(record, filepath, line_no):
+            return None
+        if big_ints:
+            self._note(filepath, line_no, "big_int_as_string",
+                       f"{big_ints} integer(s) beyond 64 bits kept exactly, as decimal strings")
+        return self._document(record, filepath, line_no)
 
 
 def _is_string_type(t) -> bool:
@@ -295,25 +404,42 @@ class CountingParquetReader(_ProblemLog, ParquetReader):
         self._init_problems(problems_dir, strict)
 
     def read_file(self, filepath: str):
+        return self._read_counted(filepath, self._read_parquet(filepath))
+
+    def _read_parquet(self, filepath: str):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        with self.data_folder.open(filepath, "rb") as f:
+        from curate.record_rules import arrow_needs_conversion, to_json_value
+
+        if self._file_level_problem(filepath):
+            return
+        try:
+            f = self.data_folder.open(filepath, "rb")
+        except OSError as e:
+            self._whole_file_problem(filepath, None, "unreadable_file", f"cannot open: {e.strerror or e}")
+            return
+        with f:
             try:
                 pqf = pq.ParquetFile(f)
             except (pa.ArrowException, OSError) as e:
-                self._problem(filepath, None, "unreadable_file", f"not a parquet file: {e}", whole_file=True)
+                self._whole_file_problem(filepath, None, "unreadable_file", f"not a parquet file: {e}")
                 return
             with pqf:
                 schema = pqf.schema_arrow
+                n_rows = pqf.metadata.num_rows
                 has = ", ".join(f"{fld.name} ({fld.type})" for fld in schema) or "none"
                 idx = schema.get_field_index(self.text_key)
                 if idx < 0 or not _is_string_type(schema.field(idx).type):
                     got = "has no such column" if idx < 0 else f"is {schema.field(idx).type}"
-                    self._problem(filepath, None, "wrong_schema",
+                    self._whole_file_problem(filepath, None, "wrong_schema",
                                   f"expects a string column '{self.text_key}', which {got}; columns: {has}",
-                                  dropped=pqf.metadata.num_rows, whole_file=True)
+                                  dropped=n_rows)
                     return
+                convert = [fld.name for fld in schema if fld.name != self.text_key and arrow_needs_conversion(fld.type)]
+                if convert:
+                    self._note(filepath, None, "converted_values",
+                               f"columns with no JSON form written as strings: {', '.join(convert)}")
                 row = 0
                 try:
                     for batch in pqf.iter_batches(batch_size=self.batch_size):
@@ -321,12 +447,16 @@ class CountingParquetReader(_ProblemLog, ParquetReader):
                             row += 1
                             if not self._take():
                                 continue
+                            self._record_seen()
                             with self.track_time():
+                                for name in convert:
+                                    record[name] = to_json_value(record[name])
                                 if self._text_problem(record, filepath, row):
                                     continue
                                 document = self._document(record, filepath, row)
                             if document is not None:
                                 yield document
                 except (pa.ArrowException, OSError) as e:
-                    self._problem(filepath, row + 1, "truncated_file", f"unreadable from row {row + 1}: {e}",
-                                  whole_file=True)
+                    lost = max(n_rows - row, 1)  # the footer says how many rows the file holds
+                    self._whole_file_problem(filepath, row + 1, "truncated_file",
+                                             f"unreadable from row {row + 1} ({lost} rows lost): {e}", dropped=lost)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from curate.errors import RecipeError
 from curate.paths import safe_name
 from curate.registry import StageKind, StageSettings, all_stages
+from curate.yaml_limits import MAX_RECIPE_BYTES, MAX_SUBSTITUTED_CHARS, YamlLimitError, check_yaml_size
 
 BUILTIN_RECIPES_DIRS = (
     Path(__file__).resolve().parent.parent / "recipes",  # a source checkout / editable install
@@ -177,7 +178,7 @@ def load_recipe(
 
     for ov in overrides:
         _apply_override(raw, ov, file)
-    raw = _substitute(raw, raw.get("vars") or {}, recipe_dir, err)
+    raw = _substitute(raw, raw.get("vars") if isinstance(raw.get("vars"), dict) else {}, recipe_dir, err)
     if isinstance(raw.get("output"), str):
         raw["output"] = {"folder": raw["output"]}
 
@@ -282,9 +283,18 @@ def _check_input(inp: InputConfig, err) -> None:
 
 def _parse_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
     try:
+        if path.is_file() and path.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError(str(path), "", f"{path.stat().st_size:,} bytes; a recipe is refused above "
+                              f"{MAX_RECIPE_BYTES:,} bytes")
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise RecipeError(str(path), "", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise RecipeError(str(path), "", f"cannot read the recipe: {e.strerror or e}") from None
+    try:
+        check_yaml_size(text)  # before anything builds it: aliases, cycles and depth are refused here
+    except YamlLimitError as e:
+        raise RecipeError(str(path), "", str(e), e.line) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -383,7 +393,10 @@ def _apply_override(raw: dict, override: str, file: str) -> None:
         raise RecipeError(file, override, "an override is key.path=value")
     key, value_text = override.split("=", 1)
     try:
+        check_yaml_size(value_text)
         value = yaml.safe_load(value_text) if value_text != "" else ""
+    except YamlLimitError as e:
+        raise RecipeError(file, key, f"override value: {e}") from None
     except yaml.YAMLError:
         value = value_text
     parts = key.strip().split(".")
@@ -429,15 +442,14 @@ def _override_stage(raw: dict, parts: list[str], value: Any, override: str, file
     node[parts[-1]] = value
 
 
-def _substitute(obj: Any, variables: dict, recipe_dir: Path, err, path: tuple = ()) -> Any:
-    if isinstance(obj, dict):
-        return {k: _substitute(v, variables, recipe_dir, err, path + (k,)) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_substitute(v, variables, recipe_dir, err, path + (i,)) for i, v in enumerate(obj)]
-    if not isinstance(obj, str) or "${" not in obj:
-        return obj
+def _substitute(obj: Any, variables: dict, recipe_dir: Path, err) -> Any:
+    """Replace `${name}` everywhere. Each variable is expanded once (so a chain of variables that each
+    repeat the next costs the sum of their sizes, not the product), and an expansion longer than
+    `MAX_SUBSTITUTED_CHARS` is refused: a few hundred bytes of variables cannot make gigabytes."""
+    expanded: dict[str, Any] = {}
+    in_progress: list[str] = []
 
-    def lookup(name: str, depth: int = 0) -> Any:
+    def lookup(name: str, path: tuple) -> Any:
         name = name.strip()
         if name == "recipe_dir":
             return str(recipe_dir)
@@ -447,19 +459,48 @@ def _substitute(obj: Any, variables: dict, recipe_dir: Path, err, path: tuple = 
                 raise err(path, f"environment variable '{var}' is not set")
             return os.environ[var]
         if name not in variables:
-            valid = ", ".join(["recipe_dir", "env:NAME", *variables])
+            valid = ", ".join(["recipe_dir", "env:NAME", *map(str, variables)])
             raise err(path, f"unknown variable '${{{name}}}'; defined: {valid}")
+        if name in expanded:
+            return expanded[name]
+        if name in in_progress:
+            raise err(path, f"variable '{name}' refers to itself (through {' -> '.join(in_progress + [name])})")
         value = variables[name]
         if isinstance(value, str) and "${" in value:
-            if depth > 10:
-                raise err(path, f"variable '{name}' refers to itself")
-            value = _VAR.sub(lambda m: str(lookup(m.group(1), depth + 1)), value)
+            in_progress.append(name)
+            try:
+                value = expand(value, path)
+            finally:
+                in_progress.pop()
+        expanded[name] = value
         return value
 
-    whole = _VAR.fullmatch(obj)
-    if whole:  # a lone ${x} keeps the variable's type (a list stays a list)
-        return lookup(whole.group(1))
-    return _VAR.sub(lambda m: str(lookup(m.group(1))), obj)
+    def expand(text: str, path: tuple) -> str:
+        parts, size, pos = [], 0, 0
+        for m in _VAR.finditer(text):
+            value = str(lookup(m.group(1), path))
+            parts += [text[pos:m.start()], value]
+            size += m.start() - pos + len(value)
+            pos = m.end()
+            if size > MAX_SUBSTITUTED_CHARS:
+                raise err(path, f"substituting ${{...}} variables makes a value longer than "
+                          f"{MAX_SUBSTITUTED_CHARS:,} characters; refused (are variables repeating each other?)")
+        parts.append(text[pos:])
+        return "".join(parts)
+
+    def walk(node: Any, path: tuple) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, path + (k,)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, path + (i,)) for i, v in enumerate(node)]
+        if not isinstance(node, str) or "${" not in node:
+            return node
+        whole = _VAR.fullmatch(node)
+        if whole:  # a lone ${x} keeps the variable's type (a list stays a list)
+            return lookup(whole.group(1), path)
+        return expand(node, path)
+
+    return walk(obj, ())
 
 
 def _deepcopy(obj):

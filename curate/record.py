@@ -4,8 +4,8 @@ report all use, and the one place that counts the tasks of a phase that are done
 run.json holds the recipe's source and name, the executor, the run's task and worker counts, the plan's
 fingerprint (input, seed, stage settings, phase ids and task counts) and its hash, the final document
 set, and per phase: id, label, kind, stages, tasks, the document set it writes, which stage each
-pipeline step belongs to, wall time, status (pending, done, failed; on Slurm also submitted and
-cancelled) and, on Slurm, the job ids. A rerun with the same fingerprint keeps the earlier times and
+pipeline step belongs to, wall time, status (pending, done, failed, interrupted (a signal), skipped
+(after a phase that left no documents); on Slurm also submitted and cancelled) and, on Slurm, the job ids. A rerun with the same fingerprint keeps the earlier times and
 statuses; a different fingerprint is refused unless the user asks to overwrite.
 
 A task is done when datatrove wrote its completion marker `OUT/<phase>/completions/<rank:05d>`;
@@ -84,6 +84,7 @@ class RunRecord:
     status: str | None = None  # None while running; done, failed or submitted
     fingerprint_hash: str = ""
     final_outputs: dict[str, str] = field(default_factory=dict)  # name -> path, for OUT/final (curate/final.py)
+    stopped_early: dict | None = None  # a phase left no documents: {after, reason, skipped} (curate/empty_corpus.py)
 
     def __post_init__(self):
         self.fingerprint_hash = self.fingerprint_hash or fingerprint_hash(self.fingerprint)
@@ -112,7 +113,7 @@ class RunRecord:
         return cls(output_dir, d.get("recipe", "?"), d.get("name", "?"), d.get("executor", "?"), int(d.get("tasks", 0)),
                    int(d.get("workers", 0)), d.get("fingerprint", {}), d.get("final_documents"),
                    [PhaseRecord.from_dict(p) for p in d.get("phases", [])], d.get("status"),
-                   d.get("fingerprint_hash", ""), dict(d.get("final_outputs") or {}))
+                   d.get("fingerprint_hash", ""), dict(d.get("final_outputs") or {}), d.get("stopped_early"))
 
     @property
     def path(self) -> str:
@@ -141,6 +142,8 @@ class RunRecord:
         del d["output_dir"]
         if d["status"] is None:
             del d["status"]
+        if d["stopped_early"] is None:
+            del d["stopped_early"]
         if self.executor != "slurm":
             for p in d["phases"]:
                 del p["slurm_job"], p["slurm_stats_job"]

@@ -27,6 +27,7 @@ from rich.table import Table
 from curate import plots
 from curate.atomic import atomic_path
 from curate.errors import ReportError
+from curate.input_balance import input_balance
 from curate.figures import REPORT_FILE
 from curate.glossary import GLOSSARY
 from curate.record import PhaseRecord, RunRecord, count_completed
@@ -201,6 +202,10 @@ class Report:
             counts[p["reason"]] = counts.get(p["reason"], 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
+    def input_balance(self):
+        """Records in each input file = documents read + dropped, summed (see curate/input_balance.py)."""
+        return input_balance(self.out_dir, [p.id for p in self.phases])
+
     def _iter_problems(self):
         for ph in self.phases:
             for path in sorted(glob.glob(os.path.join(self.out_dir, ph.id, "problems", "*.jsonl"))):
@@ -215,6 +220,10 @@ class Report:
         total_wall = sum(p.wall_s for p in self.phases)
         console.print(f"[bold]{self.run.name}[/] ({status}) in {self.out_dir}: "
                       f"{len(self.phases)} phases, {total_wall:.1f}s")
+        stopped = self.run.stopped_early
+        if stopped:
+            console.print(f"[yellow]stopped early[/]: phase '{stopped.get('after')}' left no documents; "
+                          f"{len(stopped.get('skipped', []))} later phases skipped", highlight=False)
         t = Table(title="documents per stage")
         for col in ("stage", "phase", "in", "out", "kept", "chars out", "chars kept", "dropped by reason"):
             t.add_column(col, justify="right" if col in ("in", "out", "kept", "chars out", "chars kept") else "left")
@@ -236,6 +245,12 @@ class Report:
             if len(first) < n_problems:
                 console.print(f"  ... all of them in {self.out_dir}/<phase>/problems/*.jsonl and report.html",
                               highlight=False)
+        balance = self.input_balance()
+        if balance is not None:
+            console.print(balance.line(), highlight=False)
+            for f in balance.unbalanced[:PROBLEMS_SHOWN_TERMINAL]:
+                console.print(f"  {f['file']}: {f['records']} records, {f['documents']} documents, "
+                              f"{f['dropped']} dropped", highlight=False)
         t = Table(title="time per phase")
         for col in ("phase", "status", "tasks", "wall s", "task time s"):
             t.add_column(col, justify="left" if col in ("phase", "status") else "right")
@@ -270,6 +285,8 @@ class Report:
             f"<h1>curate report: {e(str(self.run.name))}</h1>",
             f"<p>recipe {e(str(self.run.recipe))}; executor {e(str(self.run.executor))}; "
             f"status {e(str(self.run.status or '?'))}; output {e(self.out_dir)}</p>",
+            (f"<p><b>stopped early</b>: phase {e(str(self.run.stopped_early.get('after')))} left no documents; "
+             "the later phases were skipped</p>") if self.run.stopped_early else "",
         ]
         for line in self.heavy_drops():
             parts.append(f"<p style='color:#a05a00'><b>warning:</b> {e(line)}</p>")
@@ -299,6 +316,13 @@ class Report:
         parts += self._samples_html(removed_samples)
         n_problems, first = self.problems(limit=PROBLEMS_SHOWN_HTML)
         parts.append(f"<h2 id=problems>Input problems ({n_problems})</h2>")
+        balance = self.input_balance()
+        if balance is not None:
+            parts.append(f"<p id=balance>{e(balance.line())}</p>")
+            if balance.unbalanced:
+                parts.append("<table><tr><th>file</th><th>records</th><th>documents</th><th>dropped</th></tr>" + "".join(
+                    f"<tr><td>{e(f['file'])}</td><td class=n>{f['records']}</td><td class=n>{f['documents']}</td>"
+                    f"<td class=n>{f['dropped']}</td></tr>" for f in balance.unbalanced[:PROBLEMS_SHOWN_HTML]) + "</table>")
         if first:
             parts.append("<table><tr><th>reason</th><th>records</th></tr>" + "".join(
                 f"<tr><td>{e(k)}</td><td class=n>{v:,}</td></tr>" for k, v in self.problem_counts().items())

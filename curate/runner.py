@@ -15,17 +15,21 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import time
 from typing import Any
 
 from rich.console import Console
 
 from curate.documents import DocumentsWriter, documents_reader
+from curate.empty_corpus import empty_upstream, stop_early
 from curate.errors import RecipeError, RunError
 from curate.executors import QuietLocalExecutor, quiet_datatrove_logs
 from curate.final import FINAL_DIR, publish_final
 from curate.inputs import count_input_files, input_bytes, input_reader, prepare_input
 from curate.mainguard import check_caller_guard
+from curate.output_lock import OutputLockedError, output_lock
+from curate.overwrite import read_run_json, remove_previous_run
 from curate.plan import DOCUMENTS_SUBDIR, GlobalPlan, PlannedPhase, RunPlan, StageContext
 from curate.progress import PhaseMonitor, ProgressCounter
 from curate.ray_cluster import ray_executor, ray_session
@@ -193,25 +197,41 @@ def check_output_folder(plan: RunPlan, overwrite: bool = False) -> RunRecord | N
     """Refuse to mix runs: an existing run.json must describe the same plan (or --overwrite)."""
     if not RunRecord.exists(plan.output_dir):
         return None
-    previous = RunRecord.load(plan.output_dir)
-    if previous.fingerprint_hash == fingerprint_hash(plan.fingerprint()):
+    try:
+        previous = RunRecord.load(plan.output_dir)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        previous = None  # not a run.json this plan can resume; --overwrite deletes only what it can trust
+    if previous is not None and previous.fingerprint_hash == fingerprint_hash(plan.fingerprint()):
         return previous
     if not overwrite:
         raise RunError(
             f"{plan.output_dir} holds the output of a different recipe or settings (see its run.json); "
             "choose another output folder, or pass --overwrite to delete that run's phases and start again"
         )
-    for ph in previous.phases:
-        shutil.rmtree(previous.phase_dir(ph), ignore_errors=True)
-    for name in (previous.path, os.path.join(plan.output_dir, "report.html")):
-        if os.path.exists(name):
-            os.remove(name)
+    # only phase folders curate wrote inside OUT, whatever run.json says (curate/overwrite.py)
+    for line in remove_previous_run(plan.output_dir, read_run_json(plan.output_dir)):
+        print(f"warning: --overwrite {line}", file=sys.stderr)
     shutil.rmtree(os.path.join(plan.output_dir, FINAL_DIR), ignore_errors=True)
     return None
 
 
 def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = False) -> RunRecord:
-    """Run every phase in order; returns the run record (also written to OUT/run.json)."""
+    """Run every phase in order; returns the run record (also written to OUT/run.json).
+
+    The output folder is locked for the whole call (curate/output_lock.py): a second run into it is
+    refused while this one runs."""
+    try:
+        lock = output_lock(plan.output_dir)
+        lock.__enter__()
+    except OutputLockedError as e:
+        raise RunError(str(e)) from None
+    try:
+        return _execute_locked(plan, kind, console, overwrite)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _execute_locked(plan: RunPlan, kind: str, console, overwrite: bool) -> RunRecord:
     console = console or Console(stderr=True)
     previous = check_output_folder(plan, overwrite)
     try:
@@ -247,12 +267,23 @@ def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = 
             phase_dir = record.phase_dir(entry)
             label = f"[{i + 1}/{len(plan.phases)}] {phase.label}"
             t0 = time.monotonic()
+            if (empty_phase := empty_upstream(plan.phases, record.phases, i)) is not None:
+                stop_early(plan, record, i, empty_phase, console)  # curate/empty_corpus.py
+                break
             if entry.status == "done" and not record.incomplete_ranks(entry):
                 console.print(f"{label}: already complete, skipped")
                 continue
             with PhaseMonitor(console, label, phase_dir, phase.tasks) as mon:
                 try:
                     ex.run()
+                except KeyboardInterrupt as e:  # SIGINT/SIGTERM (curate/signals.py): say where, keep resumable
+                    entry.status = "interrupted"
+                    entry.wall_s += time.monotonic() - t0
+                    with contextlib.suppress(RunError):
+                        record.save()
+                    if getattr(e, "phase", "") is None:
+                        e.phase = phase.id
+                    raise
                 except Exception as e:  # noqa: BLE001 - reported with where to look, then re-raised as RunError
                     entry.status = "failed"
                     entry.wall_s += time.monotonic() - t0
