@@ -36,6 +36,9 @@ class Phase:
     tasks: how many tasks this phase runs as; `None` means the run's task count.
     reads_documents: the runner prepends a reader of the current document set (sharded over tasks).
     gpus: GPUs per task this phase can use (a resource hint for cluster executors).
+    counts_progress: a step of the phase writes the phase's progress count itself (documents done
+        rather than read, e.g. embedded), so the runner adds no counter after the reader; such a step
+        takes the progress folder as `OUT/<stage_id>.<name>/progress` (`StageContext.phase_dir`).
     """
 
     name: str
@@ -45,6 +48,7 @@ class Phase:
     gpus: int = 0
     cpus_per_task: int | None = None
     mem_per_cpu_gb: float | None = None
+    counts_progress: bool = False
 
 
 @dataclass
