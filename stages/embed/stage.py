@@ -75,7 +75,9 @@ class EmbedSettings(StageSettings):
 class EmbedDocuments(PipelineStep):
     """Embeds every document of its shard and writes `{rank}.npy` + `{rank}.ids.parquet`.
 
-    Yields nothing: the documents stay where they are; only the vectors are new.
+    Yields nothing: the documents stay where they are; only the vectors are new. With `progress_dir`
+    it writes the task's count of documents embedded there (the run's progress line), as batches
+    finish; the documents it has read but not yet embedded are not counted.
     """
 
     name = "🧭 embed"
@@ -179,7 +181,9 @@ def _max_tokens(st) -> int | None:
 
 @register_stage("embed", settings=EmbedSettings, kind="global")
 def build_embed(settings: EmbedSettings, ctx: StageContext) -> GlobalPlan:
-    """Sentence embeddings per document (all-MiniLM-L6-v2 by default; GPU/fp16 when present)."""
+    """Sentence embeddings per document (all-MiniLM-L6-v2 by default; GPU/fp16 when present; on CPU,
+    `backend: openvino` (bf16 on AMX / AVX-512 BF16 CPUs) is the faster faithful option, `backend:
+    static` the much faster, coarser one; see the README's "Embedding speed" section)."""
     threads = settings.threads or max(1, (os.cpu_count() or 1) // max(1, ctx.workers))
     step = EmbedDocuments(ctx.data_dir("embed"), settings, label_key=ctx.label_key, threads=threads,
                           progress_dir=os.path.join(ctx.phase_dir("embed"), "progress"))
