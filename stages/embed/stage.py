@@ -67,7 +67,7 @@ class EmbedSettings(StageSettings):
         8192, ge=1, description="documents sorted by length together before batching (the span of "
         "length-sorted batching; a task holds this many texts at once)"
     )
-    threads: int = Field(0, ge=0, description="torch CPU threads per task; 0 = CPU cores / the run's workers")
+    threads: int = Field(0, ge=0, description="CPU threads per task (torch, OpenVINO, ONNX Runtime); 0 = CPU cores / the run's workers")
     allow_download: bool = Field(False, description="let sentence-transformers reach the model hub")
     gpus: int = Field(0, ge=0, description="GPUs per task to request from a cluster executor")
 
