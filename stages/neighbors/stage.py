@@ -235,10 +235,7 @@ class NeighborsFinalize(PipelineStep):
 @register_stage("neighbors", settings=NeighborsSettings, kind="global")
 def build_neighbors(settings: NeighborsSettings, ctx: StageContext) -> GlobalPlan:
     """k-nearest-neighbour graph of the embeddings (FAISS; exact when small, tuned IVF/HNSW above)."""
-    embed_id = ctx.latest("embed")
-    if embed_id is None:
-        raise ValueError("neighbors needs an earlier 'embed' stage in the recipe")
-    embed_dir, graph_dir = ctx.stage_data_dir(embed_id, "embed"), ctx.data_dir("search")
+    embed_dir, graph_dir = ctx.upstream_data_dir("embed", "embed"), ctx.data_dir("search")
     if settings.index_shards > 1:
         # every phase writes into the `search` folder, where readers of the graph look for it
         return GlobalPlan(phases=[
