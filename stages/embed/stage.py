@@ -115,7 +115,7 @@ class EmbedDocuments(PipelineStep):
 
         s = self.settings
         t0 = time.perf_counter()
-        from curate.progress import ProgressReporter
+        from curate.plan import ProgressReporter
 
         progress = ProgressReporter(self.progress_dir, rank) if self.progress_dir else None
         st = load_model(s.model, s.device, s.half_on_gpu, s.backend, s.allow_download, self.threads, s.max_tokens,
