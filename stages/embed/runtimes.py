@@ -175,8 +175,11 @@ class ExportedEncoder:
     def tokenize(self, texts):
         return model_inputs(self.st, texts)
 
-    def get_sentence_embedding_dimension(self):
-        return self.st.get_sentence_embedding_dimension()
+    def get_embedding_dimension(self):
+        getter = getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension
+        return getter()
+
+    get_sentence_embedding_dimension = get_embedding_dimension
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, convert_to_numpy: bool = True,
                normalize_embeddings: bool = False, **_ignored) -> np.ndarray:
@@ -185,7 +188,7 @@ class ExportedEncoder:
         import torch
 
         texts = list(texts)
-        out = np.zeros((len(texts), self.get_sentence_embedding_dimension()), dtype=np.float32)
+        out = np.zeros((len(texts), self.get_embedding_dimension()), dtype=np.float32)
         by_length = np.argsort([-len(t) for t in texts], kind="stable")
         for lo in range(0, len(texts), batch_size):
             rows = by_length[lo : lo + batch_size]

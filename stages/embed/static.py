@@ -25,6 +25,7 @@ def token_vectors(st, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """(token ids, teacher vector of each token embedded alone), special tokens left out."""
     import torch
 
+    from stages.embed.encoder import model_dimension
     from stages.embed.runtimes import model_inputs
 
     tok = st.tokenizer
@@ -32,7 +33,7 @@ def token_vectors(st, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     ids = np.array([i for i in range(len(tok)) if i not in special], dtype=np.int64)
     cls_id = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
     sep_id = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
-    out = np.zeros((len(ids), st.get_sentence_embedding_dimension()), dtype=np.float32)
+    out = np.zeros((len(ids), model_dimension(st)), dtype=np.float32)
     with torch.no_grad():
         for lo in range(0, len(ids), batch_size):
             chunk = torch.from_numpy(ids[lo : lo + batch_size])[:, None]
