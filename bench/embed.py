@@ -89,7 +89,6 @@ def run_stage(input_dir: str, work: str, batch_size: int, threads: int) -> dict:
 def corpus_sample(name: str, n: int, seed: int = 0) -> list[str]:
     """A seeded sample of `n` texts of a shared corpus (all when n <= 0 or n >= its size)."""
     import numpy as np
-
     from _corpus_cache import read_corpus
 
     _, texts, _ = read_corpus(name)
@@ -102,6 +101,7 @@ def corpus_sample(name: str, n: int, seed: int = 0) -> list[str]:
 def order_of(vectors, seed: int = 0):
     """The project's default ordering of `vectors` on their exact k=20 graph."""
     from _corpus_cache import exact_knn
+
     from stages.order.algorithms import ALGORITHMS
 
     nbrs, sims = exact_knn(vectors, 20)

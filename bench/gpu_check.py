@@ -58,6 +58,7 @@ def step_env(_args) -> dict:
 
 
 def step_embed(args) -> dict:
+    import numpy as np
     import torch
 
     from stages.embed.encoder import choose_torch_device, encode_texts, load_model
@@ -78,7 +79,7 @@ def step_embed(args) -> dict:
     sec = time.perf_counter() - t
     return {"device": device, "dtype": "float16" if device.startswith("cuda") else "float32", "documents": n,
             "batch_size": args.batch_size, "max_tokens": int(model.max_seq_length), "load_s": round(load_s, 1),
-            "encode_s": round(sec, 2), "docs_per_s": round(n / sec, 1), "finite": bool((vecs == vecs).all()),
+            "encode_s": round(sec, 2), "docs_per_s": round(n / sec, 1), "finite": bool(np.isfinite(vecs).all()),
             "gpu_peak_gb": gpu_memory_gb()}
 
 
@@ -116,7 +117,7 @@ def step_kmeans(args) -> dict:
     partition_s = time.perf_counter() - t
     return {"faiss_device": device, "rows": n, "dim": int(x.shape[1]),
             "semdedup_kmeans": {"clusters": clusters, "iterations": 20, "seconds": round(semdedup_s, 2),
-                                "nonempty_clusters": int(len(np.unique(assign)))},
+                                "nonempty_clusters": len(np.unique(assign))},
             "order_partition_kmeans": {"partition_size": size, "partitions": int(parts.max()) + 1,
                                        "seconds": round(partition_s, 2)}}
 

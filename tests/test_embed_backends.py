@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 import pytest
-
 from helpers import bbc_interleaved
+
 from stages.embed.encoder import check_backend, encode_texts, load_model
 
 
@@ -92,10 +92,11 @@ def test_progress_reports_documents_embedded_not_read(texts):
 def test_embed_phase_counts_its_own_progress(tmp_path, shared_data):
     """The runner adds no read counter to the embed phase; the embed step writes the count itself,
     and after the run it equals the documents embedded."""
+    from helpers import write_jsonl_gz
+
     from curate.progress import ProgressCounter, read_progress
     from curate.recipe import load_recipe
     from curate.runner import plan_run
-    from helpers import write_jsonl_gz
 
     docs = bbc_interleaved(shared_data, 12, 300)
     write_jsonl_gz(tmp_path / "in" / "docs.jsonl.gz", docs)
@@ -120,7 +121,7 @@ def test_partition_kmeans_asks_faiss_for_the_gpu_when_it_has_one(monkeypatch):
     gpu=True exactly when faiss reports a GPU. (No GPU here: the recording Kmeans trains on the CPU.)"""
     import faiss
 
-    import stages.neighbors.index as index
+    from stages.neighbors import index
     from stages.order.partition import assign_partitions
 
     seen = []
