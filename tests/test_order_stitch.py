@@ -1,5 +1,6 @@
 """Stitching ordered partitions: both solvers keep every partition whole and walk each exactly once;
-OR-tools' guided local search, started from the DP answer, never ends with weaker seams; and the
+OR-tools' guided local search finds stronger seams than the DP and never ends below a start it is
+given; and the
 ordering-algorithm interface maps settings to options without the stage naming an algorithm."""
 
 from __future__ import annotations
@@ -41,12 +42,13 @@ def test_stitch_walks_every_partition_whole(method):
         assert np.array_equal(stitch_partitions(x, paths, 0, "dp"), apply_plan(paths, plan))
 
 
-def test_ortools_never_ends_with_weaker_seams_than_its_dp_start():
+def test_ortools_finds_stronger_seams_than_dp_and_never_ends_below_a_given_start():
     x, paths = partitions(seed=3)
-    dp = seam_similarities(x, paths, plan_dp(x, paths, 0)).sum()
-    ort = seam_similarities(x, paths, plan_ortools(x, paths, 0, time_limit_s=0.5)).sum()
+    dp_plan = plan_dp(x, paths, 0)
+    dp = seam_similarities(x, paths, dp_plan).sum()
     # random vectors: the centroid order says little about the seams, so the search finds better ones
-    assert ort > dp + 1.0
+    assert seam_similarities(x, paths, plan_ortools(x, paths, 0, time_limit_s=0.5)).sum() > dp + 1.0
+    assert seam_similarities(x, paths, plan_ortools(x, paths, 0, time_limit_s=0.5, start=dp_plan)).sum() >= dp
 
 
 def test_ortools_from_its_own_first_solution_and_with_a_solution_limit_is_repeatable():

@@ -50,8 +50,9 @@ class OrderSettings(StageSettings):
     )
     max_kicks: int = Field(10_000, ge=0, description="cap on kicks per partition (bounds time on big partitions)")
     stitch: Literal["dp", "ortools"] = Field(
-        "dp", description="how partitions are ordered and oriented: dp (centroid path + exact directions) or "
-        "ortools (OR-tools routing, guided local search over the seams, started from dp's answer)",
+        "dp", description="how partitions are ordered and oriented: dp (centroid path + exact directions; "
+        "repeatable) or ortools (OR-tools routing, guided local search over the seams under a time limit: "
+        "higher similarity at the seams, see stages/order/stitch.py)",
     )
     stitch_time_limit_s: float = Field(2.0, gt=0, description="ortools stitch: time limit of the guided local search")
     stitch_solutions: int = Field(

@@ -7,14 +7,20 @@ partition, the first of the next) is high. Two solvers (`OrderSettings.stitch`):
 - `dp` (default): order the partitions along an edge-matching path over their centroids, then choose
   every direction by dynamic programming (Viterbi), which is exact for that order. Deterministic and
   instant.
-- `ortools`: OR-tools' routing solver over both ends of every partition, started from the `dp`
-  answer and improved by guided local search under a time limit. It optimises the seams themselves
-  (order and directions together) rather than centroid similarity. Every partition is two nodes
-  (its first and last document) joined by a free arc, every other arc costs a large constant plus
-  the seam's dissimilarity, so a route that keeps every partition whole is always cheaper than one
-  that cuts one open; a depot with free arcs leaves the two ends of the path open.
-  Guided local search stops at the time limit, so two runs can differ when the limit is reached;
-  set `stitch_solutions` to stop after that many improving solutions instead.
+- `ortools`: OR-tools' routing solver over both ends of every partition: guided local search
+  under a time limit, from the solver's own first solution (cheapest arc), optimising the seams
+  themselves (order and directions together) rather than centroid similarity. Every partition is two
+  nodes (its first and last document) joined by a free arc, every other arc costs a large constant
+  plus the seam's dissimilarity, so a route that keeps every partition whole is always cheaper than
+  one that cuts one open; a depot with free arcs leaves the two ends of the path open.
+  Guided local search stops at the time limit, so two runs can differ; `stitch_solutions` stops it
+  after that many solutions instead (repeatable while the time limit is not reached first).
+
+At 1,000,000 documents (20 partitions, `bench/order_scale.py --stitch-only`, both from the same
+partition paths in one run), ortools raised the mean similarity across the 19 seams from 0.033 (DP)
+to 0.102 in 2.1 s (DP: 2.1 s), and the whole path's MAC by 1e-6 (0.498082 -> 0.498083): 19 seams
+among 999,999 neighbouring pairs. `dp` stays the default because it is repeatable byte for byte and
+the path as a whole does not measurably change.
 """
 
 from __future__ import annotations
@@ -82,15 +88,14 @@ def plan_dp(vectors: np.ndarray, paths: list[np.ndarray], seed: int = 0) -> Stit
 
 def plan_ortools(vectors: np.ndarray, paths: list[np.ndarray], seed: int = 0, time_limit_s: float = 2.0,
                  solutions: int = 0, start: StitchPlan | None = None) -> StitchPlan:
-    """Guided local search (OR-tools routing) over the seams, from `start` (default: `plan_dp`'s answer;
-    pass [] for the solver's own first solution). `solutions` > 0 stops after that many solutions."""
+    """Guided local search (OR-tools routing) over the seams, from `start` when given (e.g. `plan_dp`'s
+    answer), else from the solver's own first solution. `solutions` > 0 stops after that many
+    solutions. `seed` is used only by the DP fallback (the routing search has no randomness)."""
     from ortools.constraint_solver import pywrapcp, routing_enums_pb2  # 0.4 s to import: only when asked for
 
     m = len(paths)
     if m == 1:
         return [(0, False)]
-    if start is None:
-        start = plan_dp(vectors, paths, seed)
     heads, tails = _end_vectors(vectors, paths)
     ends = np.empty((2 * m, heads.shape[1]), dtype=np.float32)
     ends[0::2], ends[1::2] = heads, tails  # node 1 + 2i = head of partition i, node 2 + 2i = its tail
