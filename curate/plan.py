@@ -18,6 +18,7 @@ importing the runner.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,36 @@ from curate.errors import MissingStageError
 from curate.paths import safe_name
 from curate.recipe import Recipe
 from curate.samples import SAMPLES_SUBDIR, RemovedSampleWriter
+
+
+def write_progress(progress_dir: str, rank: int, count: int) -> None:
+    """Publish task `rank`'s running count (atomically: the monitor never reads a half-written file)."""
+    path = os.path.join(progress_dir, f"{rank:05d}")
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(count))
+    os.replace(tmp, path)
+
+
+class ProgressReporter:
+    """Writes one task's count at most every `every_s` seconds (and always on `done`); for steps that
+    count their own progress (`Phase.counts_progress`), e.g. documents embedded rather than read."""
+
+    def __init__(self, progress_dir: str, rank: int, every_s: float = 1.0):
+        self.progress_dir, self.rank, self.every_s = progress_dir, rank, every_s
+        self.count, self._last = 0, time.monotonic()
+        os.makedirs(progress_dir, exist_ok=True)
+        write_progress(progress_dir, rank, 0)
+
+    def add(self, n: int) -> None:
+        self.count += n
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            write_progress(self.progress_dir, self.rank, self.count)
+            self._last = now
+
+    def done(self) -> None:
+        write_progress(self.progress_dir, self.rank, self.count)
 
 
 @dataclass
@@ -38,6 +69,9 @@ class Phase:
     tasks: how many tasks this phase runs as; `None` means the run's task count.
     reads_documents: the runner prepends a reader of the current document set (sharded over tasks).
     gpus: GPUs per task this phase can use (a resource hint for cluster executors).
+    counts_progress: a step of the phase writes the phase's progress count itself (documents done
+        rather than read, e.g. embedded), so the runner adds no counter after the reader; such a step
+        takes the progress folder as `OUT/<stage_id>.<name>/progress` (`StageContext.phase_dir`).
     """
 
     name: str
@@ -47,6 +81,7 @@ class Phase:
     gpus: int = 0
     cpus_per_task: int | None = None
     mem_per_cpu_gb: float | None = None
+    counts_progress: bool = False
 
 
 @dataclass

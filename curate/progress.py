@@ -16,10 +16,13 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from curate.plan import ProgressReporter
 from curate.record import count_completed
 
 
 class ProgressCounter(PipelineStep):
+    """Counts the documents the reader hands on (the phase's progress unless a step counts its own)."""
+
     name = "⏱ progress"
     type = "📊 - STATS"
 
@@ -27,25 +30,12 @@ class ProgressCounter(PipelineStep):
         super().__init__()
         self.progress_dir, self.every_s = progress_dir, every_s
 
-    def _write(self, rank: int, count: int) -> None:
-        path = os.path.join(self.progress_dir, f"{rank:05d}")
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            f.write(str(count))
-        os.replace(tmp, path)
-
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        os.makedirs(self.progress_dir, exist_ok=True)
-        count, last = 0, time.monotonic()
-        self._write(rank, 0)
+        reporter = ProgressReporter(self.progress_dir, rank, self.every_s)
         for doc in data:
-            count += 1
-            now = time.monotonic()
-            if now - last >= self.every_s:
-                self._write(rank, count)
-                last = now
+            reporter.add(1)
             yield doc
-        self._write(rank, count)
+        reporter.done()
 
 
 def read_progress(phase_dir: str) -> int:

@@ -106,8 +106,12 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
                 pipeline = list(ph.pipeline)
                 owners = [stage.id] * len(pipeline)
                 if ph.reads_documents:
-                    pipeline = [documents_reader(current_docs), ProgressCounter(os.path.join(out, pid, "progress")), *pipeline]
-                    owners = ["read", "progress", *owners]
+                    if ph.counts_progress:  # a step of the phase reports what it has done itself
+                        pipeline, owners = [documents_reader(current_docs), *pipeline], ["read", *owners]
+                    else:
+                        pipeline = [documents_reader(current_docs), ProgressCounter(os.path.join(out, pid, "progress")),
+                                    *pipeline]
+                        owners = ["read", "progress", *owners]
                 plan.phases.append(
                     PlannedPhase(pid, f"{stage.id}: {ph.name}", "global", [stage.id], pipeline, ph.tasks or tasks,
                                  gpus=ph.gpus, cpus_per_task=ph.cpus_per_task, mem_per_cpu_gb=ph.mem_per_cpu_gb,

@@ -8,14 +8,19 @@ two ways of handling documents longer than the model's window.
   text), each window is embedded, and the document vector is the token-weighted mean of the window
   vectors, re-normalised.
 
-Length-sorted batching is sentence-transformers' own: `encode` sorts its inputs by length before
-batching, so every call here hands it a whole block of documents (or windows) at once.
+Length-sorted batching: a whole block of documents is sorted by length (as sentence-transformers'
+`encode` sorts its inputs) before it is cut into batches, so each batch pads only to its own longest
+member; the block (`block_documents` in the stage) is the span of that sort.
+
+Backends (`load_model`): `torch` (sentence-transformers as is; fp16 on CUDA, optional bf16 autocast
+on CPU), `openvino` / `onnx` (the transformer exported locally and run by those runtimes, see
+`runtimes.py`), `static` (a token-table model distilled locally from the transformer, see `static.py`).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -42,6 +47,41 @@ def choose_torch_device(requested: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+BACKENDS = ("torch", "openvino", "onnx", "static")
+PRECISIONS = {"torch": ("auto", "fp32", "bf16"), "openvino": ("auto", "fp32", "bf16"),
+              "onnx": ("auto", "fp32", "int8"), "static": ("auto",)}
+
+
+def check_backend(backend: str, precision: str) -> None:
+    if backend not in PRECISIONS:
+        raise ValueError(f"embed backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if precision not in PRECISIONS[backend]:
+        raise ValueError(f"embed backend {backend!r} takes precision {' / '.join(PRECISIONS[backend])}, not {precision!r}")
+
+
+class Bf16Autocast:
+    """A SentenceTransformer whose `encode` runs under CPU bfloat16 autocast (matrix products in bf16,
+    normalisations and softmax in fp32); everything else is the wrapped model's."""
+
+    def __init__(self, st):
+        self.st = st
+
+    def __getattr__(self, name):
+        return getattr(self.st, name)
+
+    def __setattr__(self, name, value):
+        if name == "st":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.st, name, value)
+
+    def encode(self, *args, **kwargs):
+        import torch
+
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.st.encode(*args, **kwargs)
+
+
 def load_model(
     model: str = "",
     device: str = "auto",
@@ -50,12 +90,21 @@ def load_model(
     allow_download: bool = False,
     threads: int = 0,
     max_tokens: int = 0,
+    precision: str = "auto",
+    static_model: str = "",
+    static_dims: int = 256,
+    model_cache: str = "",
 ):
-    """Load a SentenceTransformer without touching a model hub (unless `allow_download`).
+    """Load a SentenceTransformer (or an encoder with the same `encode`) without touching a model hub
+    (unless `allow_download`).
 
     `max_tokens` (0 = the model's own limit) sets the truncation length; it is capped at the model's
-    position-embedding limit. fp16 weights are used on CUDA when `half_on_gpu`.
+    position-embedding limit. fp16 weights are used on CUDA when `half_on_gpu`. `backend` / `precision`
+    choose the CPU runtime (see `stages/embed/runtimes.py` and `stages/embed/static.py`): exports and
+    the distilled static model are built locally from `model` on first use and cached in
+    `model_cache` (default `~/.cache/curate/models`), or `static_model` for the static one.
     """
+    check_backend(backend, precision)
     if not allow_download:
         # Read by huggingface_hub at import time; local_files_only below covers an earlier import.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,14 +114,25 @@ def load_model(
 
     if threads > 0:
         torch.set_num_threads(threads)
+    path = resolve_model_path(model)
+    if backend == "static":
+        from stages.embed.static import static_model_folder
+
+        path = static_model_folder(path, static_dims, static_model, model_cache)
     dev = choose_torch_device(device)
-    st = SentenceTransformer(
-        resolve_model_path(model), device=dev, backend=backend, local_files_only=not allow_download
-    )
-    if backend == "torch" and half_on_gpu and dev.startswith("cuda"):
-        st = st.half()
+    if backend in ("openvino", "onnx", "static") and dev != "cpu":
+        dev = "cpu"  # these runtimes are the CPU paths; the GPU path is torch fp16
+    st = SentenceTransformer(path, device=dev, local_files_only=not allow_download)
     if max_tokens > 0:
         st.max_seq_length = min(max_tokens, _position_limit(st) or max_tokens)
+    if backend in ("openvino", "onnx"):
+        from stages.embed.runtimes import ExportedEncoder
+
+        return ExportedEncoder(st, backend, precision, threads, model_cache, model_path=path)
+    if backend == "torch" and half_on_gpu and dev.startswith("cuda"):
+        st = st.half()
+    if backend == "torch" and precision == "bf16" and dev == "cpu":
+        return Bf16Autocast(st)
     return st
 
 
@@ -138,13 +198,32 @@ def encode_texts(
     batch_size: int = 64,
     long_documents: str = "truncate",
     max_windows: int = 0,
+    on_progress: Callable[[int], None] | None = None,
+    progress_batches: int = 8,
 ) -> np.ndarray:
-    """L2-normalised float32 vectors [len(texts), dim], one per text, in input order."""
+    """L2-normalised float32 vectors [len(texts), dim], one per text, in input order.
+
+    `on_progress(n)` is called as documents are done: with `truncate`, the texts are sorted by length
+    (longest first, as sentence-transformers sorts them) and encoded `progress_batches` batches at a
+    time, so the batches are the ones one `encode` call would form; with `chunk_mean`, once at the end.
+    """
     if len(texts) == 0:
         return np.zeros((0, model_dimension(st)), dtype=np.float32)
     if long_documents == "truncate":
-        vecs = st.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True)
-        return np.asarray(vecs, dtype=np.float32)
+        texts = list(texts)
+        by_length = np.argsort([-len(t) for t in texts], kind="stable")
+        step = max(1, batch_size * progress_batches)
+        out = None
+        for lo in range(0, len(texts), step):
+            rows = by_length[lo : lo + step]
+            vecs = st.encode([texts[i] for i in rows], batch_size=batch_size, convert_to_numpy=True,
+                             normalize_embeddings=True)
+            if out is None:
+                out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+            out[rows] = vecs
+            if on_progress is not None:
+                on_progress(len(rows))
+        return out
     if long_documents != "chunk_mean":
         raise ValueError(f"long_documents must be 'truncate' or 'chunk_mean', not {long_documents!r}")
     tokenizer = st.tokenizer
@@ -155,4 +234,6 @@ def encode_texts(
     # Windows of a document are contiguous: sum each run of rows with reduceat.
     first = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
     summed = np.add.reduceat(vecs, first, axis=0)
+    if on_progress is not None:
+        on_progress(len(texts))
     return _normalize_rows(summed).astype(np.float32)

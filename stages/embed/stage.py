@@ -30,9 +30,28 @@ class EmbedSettings(StageSettings):
     )
     device: str = Field("auto", description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
     half_on_gpu: bool = Field(True, description="use fp16 weights on CUDA")
-    backend: Literal["torch", "onnx", "openvino"] = Field(
-        "torch", description="sentence-transformers inference backend (onnx/openvino need their extras)"
+    backend: Literal["torch", "openvino", "onnx", "static"] = Field(
+        "torch",
+        description="inference runtime: 'torch' (sentence-transformers as is; CUDA fp16 when present); "
+        "'openvino' / 'onnx' (CPU: the model's transformer exported locally to ONNX on first use and run "
+        "by OpenVINO / ONNX Runtime; needs the fast-cpu extra); 'static' (opt-in, CPU: a static token "
+        "table distilled locally from the model, ~50-100x faster, coarser vectors, no length limit)",
     )
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto",
+        description="CPU arithmetic: torch takes fp32 or bf16 (autocast); openvino fp32 or bf16 (auto = "
+        "OpenVINO's choice: bf16 on CPUs with AMX / AVX-512 BF16); onnx fp32 or int8 (dynamic "
+        "quantisation); static only auto. auto on torch = fp32 (fp16 on CUDA, see half_on_gpu)",
+    )
+    model_cache: str = Field(
+        "", description="folder for the exported ONNX models and the distilled static model (default "
+        "$CURATE_MODEL_CACHE or ~/.cache/curate/models); built once, shared by tasks"
+    )
+    static_model: str = Field(
+        "", description="static backend: folder of the distilled model (distilled there from `model` if "
+        "missing); empty = a folder in model_cache"
+    )
+    static_dims: int = Field(256, ge=0, description="static backend: PCA dimensions of the distilled table (0 = the model's)")
     batch_size: int = Field(64, ge=1, description="documents (or windows) per forward pass")
     max_tokens: int = Field(
         0, ge=0, description="tokens per document (or per window in chunk_mean); 0 = the model's limit (256 for MiniLM)"
@@ -45,9 +64,10 @@ class EmbedSettings(StageSettings):
     max_windows: int = Field(0, ge=0, description="chunk_mean: at most this many windows per document (0 = all)")
     dtype: Literal["float16", "float32"] = Field("float16", description="dtype of the stored vectors")
     block_documents: int = Field(
-        8192, ge=1, description="documents handed to encode at once (the span of length-sorted batching)"
+        8192, ge=1, description="documents sorted by length together before batching (the span of "
+        "length-sorted batching; a task holds this many texts at once)"
     )
-    threads: int = Field(0, ge=0, description="torch CPU threads per task; 0 = CPU cores / the run's workers")
+    threads: int = Field(0, ge=0, description="CPU threads per task (torch, OpenVINO, ONNX Runtime); 0 = CPU cores / the run's workers")
     allow_download: bool = Field(False, description="let sentence-transformers reach the model hub")
     gpus: int = Field(0, ge=0, description="GPUs per task to request from a cluster executor")
 
@@ -55,7 +75,9 @@ class EmbedSettings(StageSettings):
 class EmbedDocuments(PipelineStep):
     """Embeds every document of its shard and writes `{rank}.npy` + `{rank}.ids.parquet`.
 
-    Yields nothing: the documents stay where they are; only the vectors are new.
+    Yields nothing: the documents stay where they are; only the vectors are new. With `progress_dir`
+    it writes the task's count of documents embedded there (the run's progress line), as batches
+    finish; the documents it has read but not yet embedded are not counted.
     """
 
     name = "🧭 embed"
@@ -63,9 +85,10 @@ class EmbedDocuments(PipelineStep):
     _requires_dependencies = [("sentence_transformers", "sentence-transformers"), "torch"]
 
     def __init__(self, output_dir: str, settings: EmbedSettings | None = None, label_key: str | None = None,
-                 threads: int = 0):
+                 threads: int = 0, progress_dir: str | None = None):
         super().__init__()
         self.output_dir = output_dir
+        self.progress_dir = progress_dir  # documents embedded so far, for the run's progress line
         self.settings = settings or EmbedSettings()
         self.label_key = label_key
         self.threads = threads or self.settings.threads
@@ -78,7 +101,9 @@ class EmbedDocuments(PipelineStep):
             "dtype": s.dtype,
             "normalized": True,
             "max_tokens": max_tokens,
-            "long_documents": s.long_documents,
+            "long_documents": s.long_documents if s.backend != "static" else "whole",
+            "backend": s.backend,
+            "precision": s.precision,
             "label_key": self.label_key,
         }
 
@@ -90,7 +115,13 @@ class EmbedDocuments(PipelineStep):
 
         s = self.settings
         t0 = time.perf_counter()
-        st = load_model(s.model, s.device, s.half_on_gpu, s.backend, s.allow_download, self.threads, s.max_tokens)
+        from curate.plan import ProgressReporter
+
+        progress = ProgressReporter(self.progress_dir, rank) if self.progress_dir else None
+        st = load_model(s.model, s.device, s.half_on_gpu, s.backend, s.allow_download, self.threads, s.max_tokens,
+                        s.precision, s.static_model, s.static_dims, s.model_cache)
+        # a static model has no window: it reads whole documents, so chunk_mean has nothing to cut
+        long_documents = "truncate" if s.backend == "static" else s.long_documents
         dim = model_dimension(st)
         self.stat_update("model_load_s", value=time.perf_counter() - t0, unit="task")
         ids: list[str] = []
@@ -102,7 +133,8 @@ class EmbedDocuments(PipelineStep):
             if texts:
                 t = time.perf_counter()
                 with self.track_time("block"):
-                    vecs = encode_texts(st, texts, s.batch_size, s.long_documents, s.max_windows)
+                    vecs = encode_texts(st, texts, s.batch_size, long_documents, s.max_windows,
+                                        on_progress=progress.add if progress else None)
                     # NaN/inf (fp16 overflow, a broken model) or all-zero rows carry no direction: such a
                     # document gets no vector (counted); order puts documents without one at the end.
                     good, nonfinite, zero = usable_rows(vecs)
@@ -133,15 +165,26 @@ class EmbedDocuments(PipelineStep):
                 flush()
         flush()
         vectors = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, dim), dtype=s.dtype)
-        write_shard(self.output_dir, rank, vectors, ids, labels, self.manifest(dim, st.max_seq_length))
+        write_shard(self.output_dir, rank, vectors, ids, labels, self.manifest(dim, _max_tokens(st)))
+        if progress:
+            progress.done()
         self.stat_update("vectors", value=len(vectors))
         return
         yield  # a generator that consumes its documents and yields none
 
 
+def _max_tokens(st) -> int | None:
+    """Tokens read per document (per window), or None when the model has no limit (static)."""
+    limit = getattr(st, "max_seq_length", None)
+    return int(limit) if isinstance(limit, int) else None
+
+
 @register_stage("embed", settings=EmbedSettings, kind="global")
 def build_embed(settings: EmbedSettings, ctx: StageContext) -> GlobalPlan:
-    """Sentence embeddings per document (all-MiniLM-L6-v2 by default; GPU/fp16 when present)."""
+    """Sentence embeddings per document (all-MiniLM-L6-v2 by default; GPU/fp16 when present; on CPU,
+    `backend: openvino` (bf16 on AMX / AVX-512 BF16 CPUs) is the faster faithful option, `backend:
+    static` the much faster, coarser one; see the README's "Embedding speed" section)."""
     threads = settings.threads or max(1, (os.cpu_count() or 1) // max(1, ctx.workers))
-    step = EmbedDocuments(ctx.data_dir("embed"), settings, label_key=ctx.label_key, threads=threads)
-    return GlobalPlan(phases=[Phase("embed", [step], reads_documents=True, gpus=settings.gpus)])
+    step = EmbedDocuments(ctx.data_dir("embed"), settings, label_key=ctx.label_key, threads=threads,
+                          progress_dir=os.path.join(ctx.phase_dir("embed"), "progress"))
+    return GlobalPlan(phases=[Phase("embed", [step], reads_documents=True, gpus=settings.gpus, counts_progress=True)])

@@ -22,9 +22,18 @@ from stages.order.stitch import stitch_partitions
 
 
 def assign_partitions(vectors: np.ndarray, partition_size: int, seed: int = 0, max_size: int | None = None,
-                      sample: int = 256) -> np.ndarray:
-    """Partition id (0..P-1, dense) of each row; P ~ n / partition_size."""
+                      sample: int = 256, gpu: bool | None = None) -> np.ndarray:
+    """Partition id (0..P-1, dense) of each row; P ~ n / partition_size.
+
+    `gpu` (None = whenever faiss has a GPU build and sees a GPU) trains and assigns with FAISS's GPU
+    k-means; otherwise on the CPU.
+    """
     import faiss
+
+    if gpu is None:
+        from stages.neighbors.index import select_faiss_device
+
+        gpu = select_faiss_device() == "gpu"
 
     n, d = vectors.shape
     labels = np.zeros(n, dtype=np.int64)
@@ -36,7 +45,7 @@ def assign_partitions(vectors: np.ndarray, partition_size: int, seed: int = 0, m
     take = np.sort(rng.choice(n, size=min(n, parts * sample), replace=False))
     train = np.ascontiguousarray(vectors[take], dtype=np.float32)
     km = faiss.Kmeans(d, parts, niter=12, seed=int(seed) % (2**31), spherical=True, verbose=False,
-                      max_points_per_centroid=sample)
+                      max_points_per_centroid=sample, gpu=bool(gpu))
     km.train(train)
     block = 1 << 16  # rows converted to float32 at a time (100 MB at 384 dimensions)
     for lo in range(0, n, block):
@@ -46,7 +55,7 @@ def assign_partitions(vectors: np.ndarray, partition_size: int, seed: int = 0, m
     next_id = parts
     for p in np.flatnonzero(np.bincount(labels, minlength=parts) > max_size):
         rows = np.flatnonzero(labels == p)
-        sub = assign_partitions(vectors[rows], partition_size, seed + 1 + int(p), max_size, sample)
+        sub = assign_partitions(vectors[rows], partition_size, seed + 1 + int(p), max_size, sample, gpu)
         labels[rows[sub > 0]] = next_id + sub[sub > 0] - 1
         next_id += int(sub.max())
     _, dense = np.unique(labels, return_inverse=True)

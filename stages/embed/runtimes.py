@@ -1,0 +1,206 @@
+"""Faster CPU runtimes for a sentence-transformers model: its transformer exported to ONNX (locally, from
+the offline weights; nothing is downloaded) and run by OpenVINO or ONNX Runtime.
+
+Why not sentence-transformers' own `backend="onnx"/"openvino"`: those go through `optimum`, whose
+releases pin older transformers / sentence-transformers / torch than this project's, so they cannot be
+installed beside it. The runtimes themselves (`openvino`, `onnxruntime`, `onnx`) install cleanly (the
+`fast-cpu` extra); the export here uses torch's own ONNX exporter.
+
+Only the transformer runs in the other runtime. The model's remaining modules (pooling, dense,
+normalize) are the model's own torch modules, applied to the runtime's token embeddings, so any
+sentence-transformers model whose first module is a `Transformer` works unchanged.
+
+Precisions:
+- OpenVINO `bf16`: matrix products in bfloat16 on CPUs with AMX / AVX-512 BF16 (OpenVINO's own
+  default on such CPUs), accumulation and normalisation in fp32. `fp32` forces full precision.
+- ONNX Runtime `fp32`; `int8`: dynamic quantisation of the weights (per output channel), activations
+  quantised per batch.
+
+Exports are cached in a folder (`cache_dir`, default `~/.cache/curate/models`), keyed by the model's
+path and the export kind, written atomically under a file lock so parallel tasks export once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from typing import Sequence
+
+import numpy as np
+
+EXPORT_OPSET = 17
+
+
+def default_cache_dir() -> str:
+    """Where exported / distilled models live unless a folder is given: never inside the repository."""
+    return os.environ.get("CURATE_MODEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "curate", "models")
+
+
+def export_key(model_path: str, kind: str) -> str:
+    """Folder name of one export: the model folder's name plus a hash of its absolute path and `kind`."""
+    real = os.path.realpath(model_path)
+    digest = hashlib.sha1(f"{real}\0{kind}".encode()).hexdigest()[:10]
+    return f"{os.path.basename(real.rstrip(os.sep)) or 'model'}-{kind}-{digest}"
+
+
+def cached_build(cache_dir: str, key: str, build) -> str:
+    """The folder `cache_dir/key`, made by `build(tmp_folder)` if absent; atomic and locked, so parallel
+    tasks build it once and a killed build leaves nothing behind."""
+    from filelock import FileLock
+
+    os.makedirs(cache_dir, exist_ok=True)
+    final = os.path.join(cache_dir, key)
+    if os.path.isdir(final):
+        return final
+    with FileLock(final + ".lock"):
+        if os.path.isdir(final):
+            return final
+        tmp = tempfile.mkdtemp(prefix=f".{key}.", dir=cache_dir)
+        try:
+            build(tmp)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def model_inputs(st, texts):
+    """The model's tokenised features (`preprocess` in sentence-transformers >= 6, `tokenize` before)."""
+    prepare = getattr(st, "preprocess", None) or st.tokenize
+    return prepare(list(texts))
+
+
+def _check_exportable(st) -> None:
+    from sentence_transformers.models import Transformer
+
+    if not isinstance(st[0], Transformer):
+        raise ValueError(
+            f"the onnx/openvino backends export the model's first module, which must be a sentence-transformers "
+            f"Transformer; this model starts with {type(st[0]).__name__}"
+        )
+
+
+def export_onnx(st, folder: str) -> str:
+    """Write `folder/model.onnx`: the transformer of `st` (float32), inputs as its tokenizer makes them,
+    batch and sequence axes dynamic; output `token_embeddings`."""
+    import torch
+
+    _check_exportable(st)
+    inner = st[0].auto_model.eval()
+    probe = {k: v for k, v in model_inputs(st, ["an export probe", "a second, longer export probe text"]).items()
+             if k in ("input_ids", "attention_mask", "token_type_ids")}
+    names = list(probe)
+
+    class TokenEmbeddings(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors):
+            return self.model(**dict(zip(names, tensors)), return_dict=True).last_hidden_state
+
+    path = os.path.join(folder, "model.onnx")
+    with torch.no_grad():
+        torch.onnx.export(
+            TokenEmbeddings(inner), tuple(probe[k] for k in names), path, input_names=names,
+            output_names=["token_embeddings"], opset_version=EXPORT_OPSET, dynamo=False,
+            dynamic_axes={k: {0: "batch", 1: "sequence"} for k in [*names, "token_embeddings"]},
+        )
+    return path
+
+
+def quantize_onnx_int8(src: str, folder: str) -> str:
+    """Dynamic int8 quantisation of an exported model's weights (per output channel)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = os.path.join(folder, "model_int8.onnx")
+    quantize_dynamic(src, path, weight_type=QuantType.QInt8, per_channel=True)
+    return path
+
+
+class ExportedEncoder:
+    """Duck-types the part of `SentenceTransformer` that `encode_texts` uses (`encode`, `tokenizer`,
+    `max_seq_length`, `tokenize`) with the transformer run by OpenVINO or ONNX Runtime."""
+
+    def __init__(self, st, backend: str, precision: str, threads: int = 0, cache_dir: str = "",
+                 model_path: str = ""):
+        self.st = st
+        self.backend, self.precision = backend, precision
+        self.tokenizer = st.tokenizer
+        cache = cache_dir or default_cache_dir()
+        base = model_path or getattr(st, "_curate_model_path", "") or "model"
+        onnx_dir = cached_build(cache, export_key(base, "onnx"), lambda tmp: export_onnx(st, tmp))
+        onnx_path = os.path.join(onnx_dir, "model.onnx")
+        if backend == "onnx" and precision == "int8":
+            q_dir = cached_build(cache, export_key(base, "onnx-int8"), lambda tmp: quantize_onnx_int8(onnx_path, tmp))
+            onnx_path = os.path.join(q_dir, "model_int8.onnx")
+        self._run, self._inputs = self._compile(onnx_path, threads)
+
+    def _compile(self, onnx_path: str, threads: int):
+        if self.backend == "openvino":
+            import openvino as ov
+
+            config = {"PERFORMANCE_HINT": "LATENCY"}
+            if threads > 0:
+                config["INFERENCE_NUM_THREADS"] = threads
+            if self.precision in ("bf16", "fp32"):
+                config["INFERENCE_PRECISION_HINT"] = {"bf16": "bf16", "fp32": "f32"}[self.precision]
+            core = ov.Core()
+            compiled = core.compile_model(core.read_model(onnx_path), "CPU", config)
+            inputs = [p.get_any_name() for p in compiled.inputs]
+            out = compiled.outputs[0]
+            return (lambda feed: compiled(feed)[out]), inputs
+        if self.backend == "onnx":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            if threads > 0:
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+            session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+            inputs = [i.name for i in session.get_inputs()]
+            return (lambda feed: session.run(None, feed)[0]), inputs
+        raise ValueError(f"unknown exported backend {self.backend!r}")
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.st.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        self.st.max_seq_length = value
+
+    def tokenize(self, texts):
+        return model_inputs(self.st, texts)
+
+    def get_embedding_dimension(self):
+        getter = getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension
+        return getter()
+
+    get_sentence_embedding_dimension = get_embedding_dimension
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, convert_to_numpy: bool = True,
+               normalize_embeddings: bool = False, **_ignored) -> np.ndarray:
+        """Vectors in input order; inputs are sorted by length (longest first) and batched so each batch
+        pads to its own longest member, as sentence-transformers does."""
+        import torch
+
+        texts = list(texts)
+        out = np.zeros((len(texts), self.get_embedding_dimension()), dtype=np.float32)
+        by_length = np.argsort([-len(t) for t in texts], kind="stable")
+        for lo in range(0, len(texts), batch_size):
+            rows = by_length[lo : lo + batch_size]
+            features = model_inputs(self.st, [texts[i] for i in rows])
+            feed = {k: features[k].numpy().astype(np.int64) for k in self._inputs}
+            tokens = torch.from_numpy(np.asarray(self._run(feed), dtype=np.float32))
+            features = {"token_embeddings": tokens, "attention_mask": features["attention_mask"]}
+            with torch.no_grad():
+                for module in list(self.st)[1:]:
+                    features = module(features)
+            vecs = features["sentence_embedding"].float().numpy()
+            if normalize_embeddings:
+                vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+            out[rows] = vecs
+        return out
