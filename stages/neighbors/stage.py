@@ -72,7 +72,8 @@ class NeighborsSettings(StageSettings):
     memory_gb: float = Field(0, ge=0, description="ivf: memory the index may use; 0 = half of the available memory")
     train_per_list: int = Field(40, ge=1, description="training vectors per k-means / IVF list (seeded sample)")
     rows_per_shard: int = Field(100_000, ge=1, description="graph rows per knn_*.npz file")
-    threads: int = Field(0, ge=0, description="CPU threads of FAISS and torch per task; 0 = all cores")
+    threads: int = Field(0, ge=0, description="CPU threads of FAISS and torch per task; 0 = all cores (join search: the cores shared "
+                         "among the tasks running at once)")
     gpus: int = Field(0, ge=0, description="GPUs to request from a cluster executor (per task of the GPU phases)")
     index_shards: int = Field(
         1, ge=1,
