@@ -12,6 +12,8 @@ Per corpus size (each phase in a fresh process, so its peak memory is its own):
   size, nprobe raised until its recall@10 on the same rows reaches the join's, then `--ivf-queries`
   rows searched and the time extrapolated to every row; `speedup_vs_ivf` = (IVF build + search of all
   rows) / `join_s`;
+- `--cluster-rows 1000`: the corpus has one sub-topic per 1,000 rows (the same corpus at 1M), so a
+  larger corpus has more topics rather than denser ones (by default 1,000 sub-topics at every size);
 - `--order`: then the `order` stage's phases (partition, paths in `--tasks` tasks, stitch) over the
   written graph and vectors: time and peak memory per phase, MAC (bench/order_scale.py's runner).
 `--device gpu` runs the blocks, k-means and exact sample on the GPU (torch CUDA, faiss-gpu) and
@@ -19,6 +21,7 @@ reports `gpu_mem_peak_gb` (torch's peak allocation over the phases).
 
     python bench/knn.py --sizes 1000000                          # the issue's target run
     python bench/knn.py --sizes 1000000,2000000 --order          # graph and order at 1M and 2M
+    python bench/knn.py --sizes 1000000,2000000 --skip-ivf --cluster-rows 1000   # scaling with topics
     python bench/knn.py --sizes 1000000,10000000 --device gpu --skip-ivf   # what bench/gpu_check.sh runs
     python bench/knn.py --quick                                  # 100,000 rows
     python bench/knn.py --sizes 200000 --index-shards 2          # also the sharded IVF build (method: ivf)
@@ -170,7 +173,7 @@ def one_size(n: int, args) -> dict:
     root = tempfile.mkdtemp(prefix="bench_knn_", dir=args.tmp)
     try:
         embed_dir, graph_dir = os.path.join(root, "embed"), os.path.join(root, "neighbors")
-        run_fresh("knn", f"write_embed_dir({embed_dir!r}, {n})")
+        run_fresh("knn", f"write_embed_dir({embed_dir!r}, {n}, {args.cluster_rows})")
         phases, gpu_peak = {}, 0.0
         # one GPU: its tasks run one after another in the phase's own process, which reads torch's peak
         workers = 1 if args.device == "gpu" else args.workers
@@ -232,11 +235,13 @@ def one_size(n: int, args) -> dict:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def write_embed_dir(embed_dir: str, n: int) -> None:
-    """The corpus in the embed stage's on-disk format (run in its own process by the sharded mode)."""
+def write_embed_dir(embed_dir: str, n: int, cluster_rows: int = 0) -> None:
+    """The corpus in the embed stage's on-disk format (run in its own process). `cluster_rows` > 0:
+    the number of sub-topics grows with the corpus (n / cluster_rows of them, 20 per topic at 1M with
+    1000); 0: always 1,000 sub-topics, so a larger corpus is denser in each."""
     from stages.embed.store import write_shard
 
-    x = clustered_vectors(n)
+    x = clustered_vectors(n, subtopics=max(1, round(n / (50 * cluster_rows))) if cluster_rows else 20)
     for rank, start in enumerate(range(0, n, 250_000)):
         part = x[start : start + 250_000]
         write_shard(embed_dir, rank, part, [str(i) for i in range(start, start + len(part))], None,
@@ -310,6 +315,8 @@ def main() -> None:
     ap.add_argument("--ivf-queries", type=int, default=5000, help="IVF queries timed (extrapolated to every row)")
     ap.add_argument("--order", action="store_true", help="also run the order stage's phases over the graph")
     ap.add_argument("--index-shards", type=int, default=0, help="also the sharded IVF build with this many database shards")
+    ap.add_argument("--cluster-rows", type=int, default=0,
+                    help="sub-topics grow with the corpus, this many rows each (0: 1,000 sub-topics at every size)")
     ap.add_argument("--tmp", default=None, help="folder for the corpus and graph (default: the system's temporary folder)")
     args = ap.parse_args()
     import faiss
@@ -323,6 +330,7 @@ def main() -> None:
         if args.index_shards > 1:
             results[-1]["sharded_ivf"] = sharded(n, args.index_shards, args.workers, min(args.sample, n))
     out = {"bench": "knn", "k": K, "dim": DIM, "cpus": os.cpu_count(), "tasks": args.tasks, "workers": args.workers,
+           "cluster_rows": args.cluster_rows,
            "device": args.device, "faiss": faiss.__version__, "torch": torch.__version__,
            "faiss_gpus": faiss.get_num_gpus(), "load_avg_start": [round(v, 1) for v in load_start],
            "load_avg_end": [round(v, 1) for v in os.getloadavg()], "results": results}
