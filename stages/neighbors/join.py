@@ -226,9 +226,10 @@ def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
         # the product in the join's precision: a list is a coarse region, and ties are broken the same way each run
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[info["precision"]]
         c = torch.from_numpy(centroids).to(dev).to(dtype)
-        for lo in range(0, n, BLOCK):
-            x = torch.from_numpy(np.ascontiguousarray(vectors[lo : lo + BLOCK], dtype=np.float32)).to(dev).to(dtype)
-            top[lo : lo + len(x)] = torch.topk((x @ c.T).float(), top.shape[1], dim=1).indices.cpu().numpy()
+        step = max(256, min(BLOCK, 2**24 // nlist))  # similarity block <= 16M entries, whatever the list count
+        for lo in range(0, n, step):
+            x = torch.from_numpy(np.ascontiguousarray(vectors[lo : lo + step], dtype=np.float32)).to(dev).to(dtype)
+            top[lo : lo + len(x)] = torch.topk(x @ c.T, top.shape[1], dim=1).indices.cpu().numpy()
             drop_pages(vectors)
         list_of_row = top[:, 0].astype(np.int64)
         probes = vote_probes(top, centroids, min(nlist, MAX_PROBES))
@@ -237,7 +238,7 @@ def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
     offsets = np.concatenate([[0], np.cumsum(np.bincount(list_of_row, minlength=nlist))]).astype(np.int64)
     # exact neighbours of the sample: the tuning's reference and, in `finalize`, the stated recall's
     exact_s, exact_i = blocks.exact_topk(np.asarray(vectors[sample], dtype=np.float32), sample, vectors, k, device,
-                                         after_chunk=lambda: drop_pages(vectors)) \
+                                         chunk_rows=16384, after_chunk=lambda: drop_pages(vectors)) \
         if n else (np.zeros((0, k), np.float32), np.zeros((0, k), np.int64))
     drop_pages(vectors)
     if not exact:
