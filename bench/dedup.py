@@ -99,15 +99,39 @@ def curate_pairs(texts: list[str]) -> set[tuple[int, int]]:
     return pairs_from_groups(groups)
 
 
+def write_documents(docs: list[dict], folder: str) -> str:
+    """The corpus as one jsonl.gz file, in list order (datatrove's chain numbers documents by line)."""
+    os.makedirs(folder, exist_ok=True)
+    with gzip.open(os.path.join(folder, "00000.jsonl.gz"), "wt", encoding="utf-8") as f:
+        for doc in docs:
+            f.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    return folder
+
+
 def curate_chain(docs: list[dict], work: str) -> dict:
+    """The `minhash_dedup` stage's phases as the runner plans them (`plan_run`); the input pass that
+    writes the document set they read runs first, untimed."""
+    from datatrove.executor import LocalPipelineExecutor
+
+    from curate.recipe import load_recipe
+    from curate.runner import plan_run
     from stages.dedup.hashing import minhash_signature, permutations, shingle_hashes
-    from stages.dedup.local_run import stage_context, write_documents
-    from stages.dedup.minhash import MinhashDedupSettings, build_minhash_dedup
 
     minhash_signature(shingle_hashes("warm up the numba kernel", NGRAM), *permutations(NUM_PERM, 0))
     inp = write_documents(docs, os.path.join(work, "in"))
-    ctx = stage_context("minhash_dedup", os.path.join(work, "curate"), inp, tasks=1)
-    return _run_phases(build_minhash_dedup(MinhashDedupSettings(), ctx).phases, inp, ctx.phase_dir)
+    plan = plan_run(load_recipe({"input": {"format": "jsonl", "paths": inp}, "output": os.path.join(work, "curate"),
+                                 "stages": [{"minhash_dedup": {}}]}))
+    times = {}
+    for phase in plan.phases:
+        if phase.kind != "global" and phase.stages:  # the apply pass: not part of the compared chain
+            continue
+        executor = LocalPipelineExecutor(phase.pipeline, tasks=phase.tasks, workers=1,
+                                         logging_dir=os.path.join(plan.output_dir, phase.id))
+        start = time.perf_counter()
+        executor.run()
+        if phase.kind == "global":
+            times[phase.id.split(".", 1)[1]] = time.perf_counter() - start
+    return times
 
 
 def _run_phases(phases, inp, logdir) -> dict:

@@ -8,6 +8,12 @@ finds too). Timed: the `order` stage's algorithm (edge matching + local search, 
 `--workers` threads). Prints one JSON line; `--docs N` changes the corpus size, `--quick` = 100k
 documents and no unpartitioned comparison run.
 
+`stitch` (at `--docs`): the partitions' paths are ordered once, then stitched both ways from the same
+paths, side by side in this one run: the stage's default `dp` (centroid path + exact directions) and
+`ortools` (OR-tools routing, guided local search over the seams under `--stitch-time-limit`, from the
+solver's own first solution), plus `ortools_from_dp` (the same search started from the dp answer).
+Figures: mean similarity across the seams between partitions, the whole path's MAC, stitch seconds.
+
 `--stage`: the same corpus written as the embed and neighbors stages write it (vector shards, kNN
 shards), then the `order` stage's own phases (partition, paths in `--tasks` datatrove tasks, stitch)
 run by datatrove's LocalPipelineExecutor, each phase in a fresh process: wall time and peak resident
@@ -30,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _fresh import print_peak, run_fresh  # noqa: E402
 from stages.order.algorithms import ALGORITHMS  # noqa: E402
-from stages.order.partition import order_partitioned  # noqa: E402
+from stages.order.partition import order_partitioned, order_partitions  # noqa: E402
+from stages.order.stitch import apply_plan, plan_dp, plan_ortools, seam_similarities  # noqa: E402
 from stages.order.quality import is_permutation, mean_adjacent_cosine, top2_from_knn, upper_bound_u2  # noqa: E402
 
 
@@ -81,6 +88,30 @@ def run_order(x, nbrs, sims, partition_size: int, workers: int, kicks: float, ma
     else:
         order = order_partitioned(fn, x, nbrs, sims, seed, partition_size=partition_size, workers=workers, **kw)
     return order, time.perf_counter() - t
+
+
+def compare_stitches(x, paths, time_limit_s: float, seed: int = 0) -> dict:
+    """Stitch the same partition paths with every solver; seams, MAC and time of each."""
+    paths = [p for p in paths if len(p)]
+    out = {"partitions": len(paths), "seams": len(paths) - 1, "time_limit_s": time_limit_s}
+    solvers = {
+        "dp": lambda: plan_dp(x, paths, seed),
+        "ortools": lambda: plan_ortools(x, paths, seed, time_limit_s),
+        "ortools_from_dp": lambda: plan_ortools(x, paths, seed, time_limit_s, start=plan_dp(x, paths, seed)),
+    }
+    for name, solve in solvers.items():
+        t = time.perf_counter()
+        plan = solve()
+        seconds = time.perf_counter() - t
+        order = apply_plan(paths, plan)
+        assert is_permutation(order, len(x))
+        seams = seam_similarities(x, paths, plan)
+        out[name] = {"seam_mac": round(float(seams.mean()), 5), "seam_min": round(float(seams.min()), 5),
+                     "mac": round(mean_adjacent_cosine(x, order), 6), "stitch_seconds": round(seconds, 2)}
+    out["ortools_minus_dp_seam_mac"] = round(out["ortools"]["seam_mac"] - out["dp"]["seam_mac"], 5)
+    out["ortools_minus_dp_mac"] = round(out["ortools"]["mac"] - out["dp"]["mac"], 7)
+    out["ortools_minus_dp_seconds"] = round(out["ortools"]["stitch_seconds"] - out["dp"]["stitch_seconds"], 2)
+    return out
 
 
 def write_stage_inputs(root: Path, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, rows_per_shard: int = 100_000):
@@ -183,9 +214,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--stage", action="store_true", help="run the order stage's phases as datatrove tasks over on-disk inputs")
     ap.add_argument("--tasks", type=int, default=8, help="tasks of the `paths` phase with --stage")
+    ap.add_argument("--stitch-only", action="store_true",
+                    help="at --docs: order the partitions once and compare the stitch solvers on them (dp, ortools)")
+    ap.add_argument("--stitch-time-limit", type=float, default=2.0, help="ortools stitch: guided local search seconds")
     args = ap.parse_args()
     if args.quick:
         args.docs, args.compare_docs = 100_000, 0
+    if args.stitch_only:
+        args.compare_docs = 0
     out = {"bench": "order_scale", "k": args.k, "partition_size": args.partition_size, "workers": args.workers,
            "kicks_per_document": args.kicks, "max_kicks_per_partition": args.max_kicks}
 
@@ -220,6 +256,15 @@ def main() -> None:
     nbrs, sims = knn_within_topics(x, topic, args.k)
     prep_s = time.perf_counter() - t
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if args.stitch_only:  # the partition paths once, then every stitch on them (no timed default run)
+        kw = {"kicks_per_document": args.kicks, "max_kicks": args.max_kicks}
+        t = time.perf_counter()
+        paths = order_partitions(ALGORITHMS["edge_matching"], x, nbrs, sims, 0, args.partition_size, args.workers, **kw)
+        out["partition_paths_seconds"] = round(time.perf_counter() - t, 2)
+        out["stitch"] = compare_stitches(x, paths, args.stitch_time_limit)
+        out["documents"] = len(x)
+        print(json.dumps(out))
+        return
     order, seconds = run_order(x, nbrs, sims, args.partition_size, args.workers, args.kicks, args.max_kicks)
     assert is_permutation(order, len(x))
     s1, s2 = top2_from_knn(nbrs, sims)

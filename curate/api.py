@@ -6,7 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from curate.documents import read_documents  # noqa: F401 (part of this API: the documents of a run)
 from curate.recipe import Recipe, load_recipe
+from curate.record import RunRecord
 from curate.runner import RunPlan, execute, plan_run
 
 
@@ -14,7 +16,12 @@ from curate.runner import RunPlan, execute, plan_run
 class RunResult:
     output_dir: str
     plan: RunPlan
-    record: dict
+    run: RunRecord
+
+    @property
+    def record(self) -> dict:
+        """The run record as written to OUT/run.json."""
+        return self.run.to_dict()
 
     @property
     def final_documents(self) -> str | None:
@@ -37,16 +44,3 @@ def run_recipe(
     plan = plan_run(recipe, str(output) if output else None, tasks, workers)
     record = execute(plan, executor or recipe.executor.kind, console=console, overwrite=overwrite)
     return RunResult(plan.output_dir, plan, record)
-
-
-def read_documents(folder: str) -> list[dict]:
-    """All documents of a document set (a folder of *.jsonl.gz), in shard order. For tests and small data."""
-    import glob
-    import gzip
-    import json
-
-    docs = []
-    for path in sorted(glob.glob(os.path.join(folder, "*.jsonl.gz"))):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            docs.extend(json.loads(line) for line in f if line.strip())
-    return docs

@@ -13,7 +13,10 @@ import errno
 import json
 import os
 import re
+import shutil
 from typing import Any, Iterator
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -56,8 +59,6 @@ def with_path(e: OSError, path: str) -> OSError:
 
 
 def _disk_full(path: str) -> bool:
-    import shutil
-
     try:
         return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < 1 << 20
     except OSError:
@@ -78,8 +79,6 @@ def write_parquet_atomic(df, path: str) -> None:
 
 def write_numpy_atomic(array, path: str) -> None:
     """Write a numpy array (`.npy`) atomically."""
-    import numpy as np
-
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, array)

@@ -12,6 +12,7 @@ RECIPE is a path or the name of a built-in recipe (`quickstart`, `map_neo_en`, .
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from typing import Optional
@@ -19,6 +20,14 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from curate.errors import RecipeError, ReportError, RunError
+from curate.recipe import load_recipe
+from curate.record import RunRecord
+from curate.registry import all_stages, describe_settings
+from curate.report import build_report
+from curate.runner import execute, plan_run
+from curate.slurm_cluster import wait_for_run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help=__doc__.split("\n\n")[0])
 err_console = Console(stderr=True)
@@ -43,9 +52,6 @@ def run(
     report: bool = typer.Option(True, "--report/--no-report", help="write OUT/report.html and print the summary"),
 ):
     """Run a recipe: every phase in order, resuming where an earlier run stopped."""
-    from curate.recipe import RecipeError, load_recipe
-    from curate.runner import RunError, execute, plan_run
-
     ovs = list(overrides or [])
     if executor:
         ovs.append(f"executor.kind={executor}")
@@ -66,7 +72,7 @@ def run(
         _fail(str(e), code=1)
     except KeyboardInterrupt:
         _fail("interrupted; rerun the same command to resume", code=130)
-    if record.get("status") == "submitted":
+    if record.status == "submitted":
         err_console.print(
             f"submitted {len(plan.phases)} phases to {rec.executor.kind}; `curate wait {plan.output_dir}` follows "
             f"them to the end, `curate report {plan.output_dir}` when done"
@@ -77,8 +83,6 @@ def run(
 
 def _finish(output_dir: str, final_documents: str | None, report: bool = True) -> None:
     if report:
-        from curate.report import build_report
-
         rep = build_report(output_dir)
         rep.print(out_console)
         out_console.print(f"report: {rep.write_html()}")
@@ -92,10 +96,7 @@ def wait(
     report: bool = typer.Option(True, "--report/--no-report", help="print the summary and write report.html at the end"),
 ):
     """Follow a run submitted to Slurm until its last phase ends; a failed task fails with its phase and logs."""
-    from curate.runner import RunError
-    from curate.slurm_cluster import wait_for_run
-
-    if not os.path.exists(os.path.join(output, "run.json")):
+    if not RunRecord.exists(output):
         _fail(f"{output}: no run.json here; give the output folder of a submitted run")
     try:
         record = wait_for_run(output, err_console)
@@ -103,7 +104,7 @@ def wait(
         _fail(str(e), code=1)
     except KeyboardInterrupt:
         _fail("interrupted; the jobs keep running: `curate wait` again to follow them", code=130)
-    _finish(output, record.get("final_documents"), report)
+    _finish(output, record.final_documents, report)
 
 
 @app.command()
@@ -112,8 +113,6 @@ def validate(
     overrides: Optional[list[str]] = typer.Argument(None, help="key.path=value overrides"),
 ):
     """Check a recipe (keys, types, stage names and parameters, input paths) without running it."""
-    from curate.recipe import RecipeError, load_recipe
-
     try:
         rec = load_recipe(recipe, list(overrides or []))
     except RecipeError as e:
@@ -124,8 +123,6 @@ def validate(
 @app.command()
 def stages(name: Optional[str] = typer.Argument(None, help="show one stage's parameters")):
     """List the registered stages, or one stage's parameters with types, defaults and help."""
-    from curate.registry import all_stages, describe_settings
-
     registry = all_stages()
     if name is None:
         table = Table(title="curate stages", show_lines=False)
@@ -137,8 +134,6 @@ def stages(name: Optional[str] = typer.Argument(None, help="show one stage's par
         out_console.print(table)
         return
     if name not in registry:
-        import difflib
-
         close = difflib.get_close_matches(name, registry, n=1)
         _fail(f"unknown stage '{name}'" + (f"; did you mean '{close[0]}'?" if close else "") + f" valid: {', '.join(registry)}")
     spec = registry[name]
@@ -154,8 +149,6 @@ def stages(name: Optional[str] = typer.Argument(None, help="show one stage's par
 @app.command()
 def report(out: str = typer.Argument(..., help="a run's output folder")):
     """Summarise a run: documents in/out per stage, drops by reason, time per phase; writes OUT/report.html."""
-    from curate.report import ReportError, build_report
-
     try:
         rep = build_report(out)
     except ReportError as e:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
+import datatrove.executor.base as base
+import datatrove.utils.logging as dt_logging
 from datatrove.executor import LocalPipelineExecutor
+from loguru import logger
 
 _FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
 
@@ -22,10 +25,6 @@ def console_level() -> str:
 
 def quiet_datatrove_logs() -> None:
     """Apply the console level in this process (the launcher) and for tasks run from it."""
-    import datatrove.executor.base as base
-    import datatrove.utils.logging as dt_logging
-    from loguru import logger
-
     logger.remove()
     logger.add(sys.stderr, level=console_level(), format=_FORMAT)
     base.add_task_logger = _task_logger
@@ -34,15 +33,11 @@ def quiet_datatrove_logs() -> None:
 
 
 def _default_logger() -> None:
-    from loguru import logger
-
     logger.remove()
     logger.add(sys.stderr, level=console_level(), format=_FORMAT)
 
 
 def _task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1):
-    from loguru import logger
-
     logger.remove()
     logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
     prefix = f"[NODE {node_rank}] " if node_rank != -1 else ""
@@ -70,8 +65,6 @@ def _best_effort(logfile):
 
 
 def _close_task_logger(logfile) -> None:
-    from loguru import logger
-
     logger.complete()
     _default_logger()
     logfile.close()

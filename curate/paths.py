@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 
-from curate.runner import RunError
+from curate.errors import RunError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _PHASE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")

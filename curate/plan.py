@@ -9,21 +9,22 @@ ordering). Its builder returns a `GlobalPlan`: one or more phases run in order (
 executor, chained with `depends`), then optionally per-document `apply` steps (for example "drop the
 documents listed as duplicates") that the runner fuses into the next document pass, or a new
 document set written by its last phase.
+
+The runner's own plan of a whole run (`RunPlan`: every phase's pipeline and task count, in order)
+lives here too, so that the executors' modules (Slurm, Ray) and the run record read it without
+importing the runner.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # datatrove is heavy to import; the CLI's `validate` path does not need it
-    from datatrove.pipeline.base import PipelineStep
-    from datatrove.pipeline.writers.disk_base import DiskWriter
-
-
-DOCUMENTS_SUBDIR = "documents"
-DOCUMENTS_GLOB = "*.jsonl.gz"
+from curate.documents import DOCUMENTS_GLOB, DOCUMENTS_SUBDIR, DocumentsWriter  # noqa: F401 (layout names)
+from curate.errors import MissingStageError
+from curate.paths import safe_name
+from curate.recipe import Recipe
 
 
 @dataclass
@@ -97,26 +98,72 @@ class StageContext:
                 return stage_id
         return None
 
+    def upstream_data_dir(self, stage_name: str, phase: str, required: bool = True) -> str | None:
+        """Data folder of phase `phase` of the most recent earlier `stage_name` stage: what a stage
+        that needs an earlier stage's output reads. With none in the recipe before this stage:
+        MissingStageError naming both (or None when not `required`)."""
+        stage_id = self.latest(stage_name)
+        if stage_id is None:
+            if not required:
+                return None
+            raise MissingStageError(f"{self.stage_id} needs an earlier '{stage_name}' stage in the recipe")
+        return self.stage_data_dir(stage_id, phase)
+
     def stage_data_dir(self, stage_id: str, phase: str) -> str:
         """Data folder of phase `phase` of an earlier global stage `stage_id`."""
-        from curate.paths import safe_name
-
         return os.path.join(self.output_dir, safe_name(f"{stage_id}.{phase}", "phase folder", dotted=True), "data")
 
     def phase_dir(self, name: str) -> str:
         """Folder of this (global) stage's phase `name`: completions, stats, logs and its data."""
-        from curate.paths import safe_name
-
         return os.path.join(self.output_dir, safe_name(f"{self.stage_id}.{name}", "phase folder", dotted=True))
 
     def data_dir(self, name: str) -> str:
         """Where phase `name` keeps its artifacts (kept apart from datatrove's bookkeeping)."""
         return os.path.join(self.phase_dir(name), "data")
 
-    def removed_writer(self) -> "DiskWriter | None":
+    def removed_writer(self) -> DocumentsWriter | None:
         """A writer for documents this stage drops (with `metadata.filter_reason`), if asked for."""
         if not self.keep_removed:
             return None
-        from curate.inputs import DocumentsWriter
-
         return DocumentsWriter(os.path.join(self.phase_dir_for_documents, "removed", self.stage_id))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the runner's plan of a whole run
+
+
+@dataclass
+class PlannedPhase:
+    id: str  # folder name under OUT
+    label: str  # what the terminal shows
+    kind: str  # "documents" or "global"
+    stages: list[str]
+    pipeline: list[Any]
+    tasks: int
+    documents_out: str | None = None  # the document set this phase writes, if any
+    step_stages: list[str] = field(default_factory=list)  # per pipeline step: the stage it belongs to
+    gpus: int = 0
+    cpus_per_task: int | None = None
+    mem_per_cpu_gb: float | None = None
+
+
+@dataclass
+class RunPlan:
+    recipe: Recipe
+    output_dir: str
+    tasks: int
+    workers: int
+    phases: list[PlannedPhase] = field(default_factory=list)
+    workers_auto: bool = False  # neither the recipe nor the command line set `workers`
+    final_documents: str | None = None
+
+    def fingerprint(self) -> dict:
+        stages = [
+            {"id": s.id, "name": s.name, "settings": s.settings.model_dump(mode="json")} for s in self.recipe.stages
+        ]
+        return {
+            "input": self.recipe.input.model_dump(mode="json"),
+            "seed": self.recipe.executor.seed,
+            "stages": stages,
+            "phases": [{"id": p.id, "tasks": p.tasks} for p in self.phases],
+        }

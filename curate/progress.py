@@ -3,7 +3,7 @@
 Tasks may run in other processes (or on other machines), so they report through small files: a
 `ProgressCounter` step after the reader rewrites `OUT/<phase>/progress/<rank>` with its running count
 about once a second, and `PhaseMonitor` (a thread in the launching process) sums those files and
-counts datatrove's completion markers.
+counts datatrove's completion markers (`curate/record.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import time
 
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from curate.record import count_completed
 
 
 class ProgressCounter(PipelineStep):
@@ -61,11 +64,6 @@ def read_progress(phase_dir: str) -> int:
     return total
 
 
-def count_completed(phase_dir: str) -> int:
-    folder = os.path.join(phase_dir, "completions")
-    return len(os.listdir(folder)) if os.path.isdir(folder) else 0
-
-
 class PhaseMonitor:
     """Renders one line per phase while it runs (rich when on a terminal, plain lines otherwise)."""
 
@@ -85,8 +83,6 @@ class PhaseMonitor:
         return done, docs, max(docs - self._start_docs, 0) / elapsed
 
     def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         if self.console.is_terminal:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),

@@ -29,6 +29,12 @@ import os
 from contextlib import contextmanager
 
 from datatrove.executor import RayPipelineExecutor
+from loguru import logger
+
+from curate.errors import RunError
+from curate.executors import console_level
+from curate.plan import PlannedPhase, RunPlan
+from curate.record import incomplete_ranks
 
 GIB = 1024**3
 
@@ -38,8 +44,6 @@ class CurateRayExecutor(RayPipelineExecutor):
     group no node of the cluster can hold."""
 
     def __init__(self, *args, phase_id: str = "", **kwargs):
-        from loguru import logger
-
         # datatrove warns on every executor that a local path must be a shared filesystem; the
         # module docstring (and the README) say it once
         logger.disable("datatrove.executor.ray")
@@ -49,19 +53,22 @@ class CurateRayExecutor(RayPipelineExecutor):
             logger.enable("datatrove.executor.ray")
         self.phase_id = phase_id
 
+    def incomplete(self) -> list[int]:
+        return incomplete_ranks(self.logging_dir.path, self.world_size)
+
     def run(self):
-        if self.get_incomplete_ranks():
+        if self.incomplete():
             check_cluster_fits(self.phase_id, self.cpus_per_task, self.mem_per_cpu_gb * self.cpus_per_task,
                                self.gpus_per_task)
         super().run()
-        failed = self.get_incomplete_ranks()
+        failed = self.incomplete()
         if failed:
             raise RuntimeError(
                 f"{len(failed)} of {self.world_size} Ray tasks did not complete{first_error(self, failed)}"
             )
 
 
-def ray_executor(plan, phase, logging_dir: str, depends=None) -> CurateRayExecutor:
+def ray_executor(plan: RunPlan, phase: PlannedPhase, logging_dir: str, depends=None) -> CurateRayExecutor:
     """The executor of one phase; `depends` is accepted for symmetry with Slurm and not passed on
     (see the module docstring)."""
     import ray  # noqa: F401 - fail here, where the runner turns a missing ray into "pip install 'curate[ray]'"
@@ -87,10 +94,7 @@ def ray_session(cfg):
     open. Task output reaches this terminal only with CURATE_LOG_LEVEL=INFO or DEBUG; otherwise it
     stays in OUT/<phase>/logs/.
     """
-    import ray
-
-    from curate.executors import console_level
-    from curate.runner import RunError
+    import ray  # optional (the `ray` extra)
 
     if ray.is_initialized():
         yield
@@ -111,7 +115,7 @@ def ray_session(cfg):
 
 def check_cluster_fits(phase_id: str, cpus: float, mem_gb: float, gpus: float) -> None:
     """Refuse a task shape that no alive node has room for (Ray would wait for it forever)."""
-    import ray
+    import ray  # optional (the `ray` extra)
 
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     for res in nodes:

@@ -23,12 +23,16 @@ not seen here.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
 import zlib
 
+import orjson
 from datatrove.pipeline.readers import JsonlReader, ParquetReader
+
+from curate.atomic import partial_name
 
 SNIFF_BYTES = 8192
 NUL = b"\x00"
@@ -74,8 +78,6 @@ class _ProblemLog:
         if self.problems_dir is None:
             return
         if self._problems is None:
-            from curate.atomic import partial_name
-
             os.makedirs(self.problems_dir, exist_ok=True)
             self._problems_tmp = partial_name(os.path.join(self.problems_dir, f"{self._rank:05d}.jsonl"))
             self._problems = open(self._problems_tmp, "w", encoding="utf-8")
@@ -169,8 +171,6 @@ class _Prepend(io.RawIOBase):
 
 def _read_error(e: Exception) -> str:
     """`truncated_file` when compressed data ends early, `unreadable_file` when it is not compressed data."""
-    import gzip
-
     if isinstance(e, EOFError):
         return "truncated_file"
     if isinstance(e, gzip.BadGzipFile) or "not a gzip file" in str(e).lower():
@@ -191,8 +191,6 @@ class CountingJsonlReader(_ProblemLog, JsonlReader):
         self._init_problems(problems_dir, strict)
 
     def read_file(self, filepath: str):
-        import orjson
-
         with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
             try:
                 head = f.read1(SNIFF_BYTES) if hasattr(f, "read1") else f.read(SNIFF_BYTES)

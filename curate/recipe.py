@@ -11,6 +11,7 @@ parameters are validated against that stage's settings model -> local input path
 
 from __future__ import annotations
 
+import copy
 import difflib
 import glob
 import os
@@ -22,21 +23,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from curate.registry import StageKind, StageSettings
+from curate.errors import RecipeError
+from curate.paths import safe_name
+from curate.registry import StageKind, StageSettings, all_stages
 
 BUILTIN_RECIPES_DIRS = (
     Path(__file__).resolve().parent.parent / "recipes",  # a source checkout / editable install
     Path(os.sys.prefix) / "share" / "curate" / "recipes",  # a regular install (data-files)
 )
-
-
-class RecipeError(Exception):
-    """A recipe problem, located by file, key path and (when known) line."""
-
-    def __init__(self, file: str, path: str, message: str, line: int | None = None):
-        self.file, self.path, self.message, self.line = file, path, message, line
-        where = f"{file}:{line}" if line else file
-        super().__init__(f"{where}: {path}: {message}" if path else f"{where}: {message}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -195,9 +189,6 @@ def load_recipe(
 
 
 def _validate_stages(entries: list[Any], err) -> list[StageEntry]:
-    from curate.paths import safe_name
-    from curate.registry import all_stages
-
     registry = all_stages()
     out: list[StageEntry] = []
     seen: dict[str, int] = {}
@@ -437,6 +428,4 @@ def _substitute(obj: Any, variables: dict, recipe_dir: Path, err, path: tuple = 
 
 
 def _deepcopy(obj):
-    import copy
-
     return copy.deepcopy(obj)

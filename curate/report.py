@@ -4,9 +4,8 @@ Terminal: documents in/out per stage, drops by reason, input problems, time per 
 HTML (`OUT/report.html`, self-contained, inline SVG): the same, plus the retention funnel as bars and
 any figures stages published.
 
-Stages publish extra figures by writing `OUT/<phase>/report.json`:
-    {"title": str, "figures": {name: number}, "histograms": {name: {"edges": [...], "counts": [...],
-     "reference": [...] (optional, same bins)}}, "series": {name: [numbers]}}
+Stages publish extra figures through `curate/figures.py` (`OUT/<phase>/report.json`); this module
+only reads and renders them.
 """
 
 from __future__ import annotations
@@ -17,42 +16,15 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from datatrove.utils.stats import PipelineStats
+from rich.table import Table
+
 from curate.atomic import atomic_path
-
-
-class ReportError(Exception):
-    pass
-
-
-def write_report_section(phase_data_dir: str, title: str, figures: dict | None = None,
-                         histograms: dict | None = None, series: dict | None = None) -> str:
-    """Publish a stage's figures for `curate report`: writes `report.json` in the phase folder
-    (the parent of the phase's `data/` folder). Values must be JSON-serialisable numbers/lists."""
-    from curate.atomic import write_json_atomic
-
-    path = os.path.join(os.path.dirname(os.path.abspath(phase_data_dir)), "report.json")
-    write_json_atomic({"title": title, "figures": figures or {}, "histograms": histograms or {},
-                       "series": series or {}}, path)
-    return path
-
-
-def histogram(values, lo: float = -0.25, hi: float = 1.0, bins: int = 25) -> dict:
-    """Counts of `values` (clipped into [lo, hi]) in equal bins, as the report's histogram format."""
-    import numpy as np
-
-    v = np.clip(np.asarray(values, dtype=np.float64), lo, hi)
-    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
-    return {"edges": [float(x) for x in edges], "counts": [int(c) for c in counts]}
-
-
-def downsample(values, points: int = 2000) -> list[float]:
-    """Bucket means, so a path of a million similarities plots as `points` values."""
-    import numpy as np
-
-    v = np.asarray(values, dtype=np.float64)
-    if len(v) <= points:
-        return [float(x) for x in v]
-    return [float(x.mean()) for x in np.array_split(v, points)]
+from curate.errors import ReportError
+from curate.figures import REPORT_FILE
+from curate.record import PhaseRecord, RunRecord, count_completed
+# Old import path of the figures API (stages of branches made before curate/figures.py); remove once merged.
+from curate.figures import downsample, histogram, write_report_section  # noqa: F401
 
 
 def _total(v) -> float:
@@ -93,16 +65,14 @@ class StageRow:
     drops: dict[str, int]
 
 
-def _load_phase(out: str, entry: dict) -> PhaseStats:
-    from datatrove.utils.stats import PipelineStats
-
-    phase_dir = os.path.join(out, entry["id"])
+def _load_phase(run: RunRecord, entry: PhaseRecord) -> PhaseStats:
+    phase_dir = run.phase_dir(entry)
     merged = None
     for path in sorted(glob.glob(os.path.join(phase_dir, "stats", "*.json"))):
         with open(path) as f:
             ps = PipelineStats.from_json(json.load(f))
         merged = ps if merged is None else merged + ps
-    owners = entry.get("step_stages") or []
+    owners = entry.step_stages
     steps = []
     if merged is not None:
         for i, st in enumerate(merged.stats):
@@ -110,19 +80,18 @@ def _load_phase(out: str, entry: dict) -> PhaseStats:
             counters = {k: _total(v) for k, v in d.get("stats", {}).items()}
             t = d.get("time_stats")
             steps.append(StepStats(owners[i] if i < len(owners) else "?", d.get("name", "?"), counters, _total(t)))
-    completed = len(os.listdir(os.path.join(phase_dir, "completions"))) if os.path.isdir(os.path.join(phase_dir, "completions")) else 0
     extras = []
-    if os.path.exists(os.path.join(phase_dir, "report.json")):
-        with open(os.path.join(phase_dir, "report.json")) as f:
+    if os.path.exists(os.path.join(phase_dir, REPORT_FILE)):
+        with open(os.path.join(phase_dir, REPORT_FILE)) as f:
             extras.append(json.load(f))
-    return PhaseStats(entry["id"], entry.get("label", entry["id"]), entry.get("kind", "?"), entry.get("tasks", 0),
-                      completed, entry.get("wall_s", 0.0), entry.get("status", "?"), steps, extras)
+    return PhaseStats(entry.id, entry.label, entry.kind, entry.tasks, count_completed(phase_dir), entry.wall_s,
+                      entry.status, steps, extras)
 
 
 @dataclass
 class Report:
     out_dir: str
-    run: dict
+    run: RunRecord
     phases: list[PhaseStats]
 
     # ---- derived tables ------------------------------------------------------------------------
@@ -181,11 +150,9 @@ class Report:
 
     # ---- terminal ------------------------------------------------------------------------------
     def print(self, console) -> None:
-        from rich.table import Table
-
-        status = self.run.get("status", "?")
+        status = self.run.status or "?"
         total_wall = sum(p.wall_s for p in self.phases)
-        console.print(f"[bold]{self.run.get('name', '?')}[/] ({status}) in {self.out_dir}: "
+        console.print(f"[bold]{self.run.name}[/] ({status}) in {self.out_dir}: "
                       f"{len(self.phases)} phases, {total_wall:.1f}s")
         t = Table(title="documents per stage")
         for col in ("stage", "phase", "in", "out", "kept", "dropped by reason"):
@@ -229,13 +196,13 @@ class Report:
         rows = self.stage_rows()
         parts = [
             "<!doctype html><html><head><meta charset='utf-8'>",
-            f"<title>curate report: {e(str(self.run.get('name', '')))}</title>",
+            f"<title>curate report: {e(str(self.run.name))}</title>",
             "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
             "td.n{text-align:right}h2{margin-top:1.5em}</style></head><body>",
-            f"<h1>curate report: {e(str(self.run.get('name', '')))}</h1>",
-            f"<p>recipe {e(str(self.run.get('recipe', '')))}; executor {e(str(self.run.get('executor', '')))}; "
-            f"status {e(str(self.run.get('status', '?')))}; output {e(self.out_dir)}</p>",
+            f"<h1>curate report: {e(str(self.run.name))}</h1>",
+            f"<p>recipe {e(str(self.run.recipe))}; executor {e(str(self.run.executor))}; "
+            f"status {e(str(self.run.status or '?'))}; output {e(self.out_dir)}</p>",
             "<h2>Retention funnel</h2>",
             _svg_bars([(r.stage, r.docs_out) for r in rows], max(([r.docs_in for r in rows] or [1]) + [1])),
             "<table><tr><th>stage</th><th>phase</th><th>in</th><th>out</th><th>kept</th><th>dropped by reason</th></tr>",
@@ -360,10 +327,7 @@ def _svg_series(values: list[float], width: int = 700, height: int = 160) -> str
 
 def build_report(out_dir: str) -> Report:
     out_dir = os.path.abspath(out_dir)
-    run_path = os.path.join(out_dir, "run.json")
-    if not os.path.exists(run_path):
+    if not RunRecord.exists(out_dir):
         raise ReportError(f"{out_dir} has no run.json: not a curate output folder (or the run never started)")
-    with open(run_path) as f:
-        run = json.load(f)
-    phases = [_load_phase(out_dir, entry) for entry in run.get("phases", [])]
-    return Report(out_dir, run, phases)
+    run = RunRecord.load(out_dir)
+    return Report(out_dir, run, [_load_phase(run, entry) for entry in run.phases])

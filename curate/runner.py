@@ -5,73 +5,38 @@ new document set). A global stage contributes its own phases, each depending on 
 its `apply` steps open the next document pass. Every phase writes under `OUT/<phase id>/`: datatrove's
 `completions/`, `stats/`, `logs/`, plus its data; a rerun skips completed tasks.
 
-`OUT/run.json` records the plan (phase ids, tasks, stage settings) and each phase's wall time; a rerun
-with a different plan in the same folder is refused instead of mixing two runs' outputs.
+`OUT/run.json` (`curate/record.py`) records the plan (phase ids, tasks, stage settings) and each
+phase's wall time; a rerun with a different plan in the same folder is refused instead of mixing two
+runs' outputs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from curate.atomic import write_json_atomic
-from curate.plan import DOCUMENTS_SUBDIR, GlobalPlan, StageContext
+from rich.console import Console
+
+from curate.documents import DocumentsWriter, documents_reader
+from curate.errors import RunError
+from curate.executors import QuietLocalExecutor, quiet_datatrove_logs
+from curate.inputs import count_input_files, input_reader, prepare_input
+from curate.plan import DOCUMENTS_SUBDIR, GlobalPlan, PlannedPhase, RunPlan, StageContext
+from curate.progress import PhaseMonitor, ProgressCounter
+from curate.ray_cluster import ray_executor, ray_session
 from curate.recipe import Recipe
+from curate.record import RunRecord, fingerprint_hash
+from curate.registry import get_stage
+from curate.slurm_cluster import slurm_executor, submit_chain
 
-
-class RunError(Exception):
-    """A run that cannot start or did not finish; the message says what to do."""
-
-
-@dataclass
-class PlannedPhase:
-    id: str  # folder name under OUT
-    label: str  # what the terminal shows
-    kind: str  # "documents" or "global"
-    stages: list[str]
-    pipeline: list[Any]
-    tasks: int
-    documents_out: str | None = None  # the document set this phase writes, if any
-    step_stages: list[str] = field(default_factory=list)  # per pipeline step: the stage it belongs to
-    gpus: int = 0
-    cpus_per_task: int | None = None
-    mem_per_cpu_gb: float | None = None
-
-
-@dataclass
-class RunPlan:
-    recipe: Recipe
-    output_dir: str
-    tasks: int
-    workers: int
-    phases: list[PlannedPhase] = field(default_factory=list)
-    workers_auto: bool = False  # neither the recipe nor the command line set `workers`
-    final_documents: str | None = None
-
-    def fingerprint(self) -> dict:
-        stages = [
-            {"id": s.id, "name": s.name, "settings": s.settings.model_dump(mode="json")} for s in self.recipe.stages
-        ]
-        return {
-            "input": self.recipe.input.model_dump(mode="json"),
-            "seed": self.recipe.executor.seed,
-            "stages": stages,
-            "phases": [{"id": p.id, "tasks": p.tasks} for p in self.phases],
-        }
+__all__ = ["PlannedPhase", "RunError", "RunPlan", "build_executors", "execute", "plan_run"]
 
 
 def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = None, workers: int | None = None) -> RunPlan:
     """Build every phase's pipeline (nothing runs, nothing is written)."""
-    from curate.inputs import DocumentsWriter, count_input_files, documents_reader, input_reader
-    from curate.progress import ProgressCounter
-    from curate.registry import get_stage
-
     out = os.path.abspath(output_dir or recipe.output.folder)
     tasks = tasks or recipe.executor.tasks
     workers = workers if workers and workers > 0 else recipe.executor.workers
@@ -177,19 +142,13 @@ def build_executors(plan: RunPlan, kind: str) -> list:
     for phase in plan.phases:
         logging_dir = os.path.join(plan.output_dir, phase.id)
         if kind == "local":
-            from curate.executors import QuietLocalExecutor
-
             ex = QuietLocalExecutor(
                 phase.pipeline, tasks=phase.tasks, workers=min(plan.workers, phase.tasks),
                 logging_dir=logging_dir, depends=prev,
             )
         elif kind == "slurm":
-            from curate.slurm_cluster import slurm_executor
-
             ex = slurm_executor(plan, phase, logging_dir, prev)
         elif kind == "ray":
-            from curate.ray_cluster import ray_executor
-
             ex = ray_executor(plan, phase, logging_dir, prev)
         else:
             raise RunError(f"unknown executor '{kind}'; valid: local, slurm, ray")
@@ -202,48 +161,28 @@ def build_executors(plan: RunPlan, kind: str) -> list:
 # running
 
 
-def _fingerprint_hash(fp: dict) -> str:
-    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def check_output_folder(plan: RunPlan, overwrite: bool = False) -> dict | None:
+def check_output_folder(plan: RunPlan, overwrite: bool = False) -> RunRecord | None:
     """Refuse to mix runs: an existing run.json must describe the same plan (or --overwrite)."""
-    path = os.path.join(plan.output_dir, "run.json")
-    if not os.path.exists(path):
+    if not RunRecord.exists(plan.output_dir):
         return None
-    with open(path) as f:
-        previous = json.load(f)
-    if previous.get("fingerprint_hash") == _fingerprint_hash(plan.fingerprint()):
+    previous = RunRecord.load(plan.output_dir)
+    if previous.fingerprint_hash == fingerprint_hash(plan.fingerprint()):
         return previous
     if not overwrite:
         raise RunError(
             f"{plan.output_dir} holds the output of a different recipe or settings (see its run.json); "
             "choose another output folder, or pass --overwrite to delete that run's phases and start again"
         )
-    for ph in previous.get("phases", []):
-        shutil.rmtree(os.path.join(plan.output_dir, ph["id"]), ignore_errors=True)
-    for name in ("run.json", "report.html"):
-        if os.path.exists(os.path.join(plan.output_dir, name)):
-            os.remove(os.path.join(plan.output_dir, name))
+    for ph in previous.phases:
+        shutil.rmtree(previous.phase_dir(ph), ignore_errors=True)
+    for name in (previous.path, os.path.join(plan.output_dir, "report.html")):
+        if os.path.exists(name):
+            os.remove(name)
     return None
 
 
-def _save_record(record: dict, path: str) -> None:
-    try:
-        write_json_atomic(record, path)
-    except OSError as e:
-        raise RunError(f"cannot write {path}: {e.strerror or e}; free space or choose another output folder, "
-                       "then rerun the same command to resume") from e
-
-
-def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = False) -> dict:
+def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = False) -> RunRecord:
     """Run every phase in order; returns the run record (also written to OUT/run.json)."""
-    from rich.console import Console
-
-    from curate.executors import quiet_datatrove_logs
-    from curate.inputs import prepare_input
-    from curate.progress import PhaseMonitor
-
     console = console or Console(stderr=True)
     previous = check_output_folder(plan, overwrite)
     try:
@@ -252,28 +191,10 @@ def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = 
         raise RunError(f"cannot create the output folder {plan.output_dir}: {e.strerror or e}") from e
     prepare_input(plan.recipe.input, plan.output_dir)
     quiet_datatrove_logs()
-    record = {
-        "recipe": plan.recipe.source,
-        "name": plan.recipe.name,
-        "executor": kind,
-        "tasks": plan.tasks,
-        "workers": plan.workers,
-        "fingerprint": plan.fingerprint(),
-        "fingerprint_hash": _fingerprint_hash(plan.fingerprint()),
-        "final_documents": plan.final_documents,
-        "phases": [
-            {"id": p.id, "label": p.label, "kind": p.kind, "stages": p.stages, "tasks": p.tasks,
-             "documents_out": p.documents_out, "step_stages": p.step_stages, "wall_s": 0.0, "status": "pending"}
-            for p in plan.phases
-        ],
-    }
+    record = RunRecord.for_plan(plan, kind)
     if previous:  # keep the time already spent by earlier (interrupted) runs
-        old = {p["id"]: p for p in previous.get("phases", [])}
-        for p in record["phases"]:
-            p["wall_s"] = old.get(p["id"], {}).get("wall_s", 0.0)
-            p["status"] = old.get(p["id"], {}).get("status", "pending")
-    record_path = os.path.join(plan.output_dir, "run.json")
-    _save_record(record, record_path)
+        record.resume(previous)
+    record.save()
 
     try:
         executors = build_executors(plan, kind)
@@ -281,46 +202,41 @@ def execute(plan: RunPlan, kind: str = "local", console=None, overwrite: bool = 
         hint = {"ray": "pip install 'curate[ray]'", "slurm": "run on a Slurm login node"}.get(kind, "")
         raise RunError(f"cannot use executor '{kind}': {e}. {hint}") from e
     if kind == "slurm":
-        from curate.slurm_cluster import submit_chain
-
-        return submit_chain(plan, executors, record, record_path, console)
+        return submit_chain(plan, executors, record, console)
 
     session = contextlib.nullcontext()
     if kind == "ray":  # phases run one after another as on the local executor, on a Ray cluster
-        from curate.ray_cluster import ray_session
-
         session = ray_session(plan.recipe.executor.ray)
     with session:
-        for i, (phase, ex) in enumerate(zip(plan.phases, executors)):
-            entry = record["phases"][i]
-            phase_dir = os.path.join(plan.output_dir, phase.id)
+        for i, (phase, ex, entry) in enumerate(zip(plan.phases, executors, record.phases)):
+            phase_dir = record.phase_dir(entry)
             label = f"[{i + 1}/{len(plan.phases)}] {phase.label}"
             t0 = time.monotonic()
-            if entry["status"] == "done" and not ex.get_incomplete_ranks():
+            if entry.status == "done" and not record.incomplete_ranks(entry):
                 console.print(f"{label}: already complete, skipped")
                 continue
             with PhaseMonitor(console, label, phase_dir, phase.tasks) as mon:
                 try:
                     ex.run()
                 except Exception as e:  # noqa: BLE001 - reported with where to look, then re-raised as RunError
-                    entry["status"] = "failed"
-                    entry["wall_s"] += time.monotonic() - t0
+                    entry.status = "failed"
+                    entry.wall_s += time.monotonic() - t0
                     try:
-                        write_json_atomic(record, record_path)
-                    except OSError:  # a full disk: the phase's own error (below) is the one to show
+                        record.save()
+                    except RunError:  # a full disk: the phase's own error (below) is the one to show
                         pass
-                    failed = ex.get_incomplete_ranks()
+                    failed = record.incomplete_ranks(entry)
                     logs = os.path.join(phase_dir, "logs")
                     raise RunError(
                         f"phase '{phase.id}' failed ({type(e).__name__}: {e}); incomplete tasks {failed[:10]}; "
                         f"task logs in {logs}. Rerun the same command to resume."
                     ) from e
-            entry["wall_s"] += time.monotonic() - t0
-            entry["status"] = "done"
+            entry.wall_s += time.monotonic() - t0
+            entry.status = "done"
             done, docs, _ = mon.final()
             if not console.is_terminal:
-                console.print(f"{label}: {done}/{phase.tasks} tasks, {docs:,} docs, {entry['wall_s']:.1f}s")
-            _save_record(record, record_path)
-    record["status"] = "done"
-    _save_record(record, record_path)
+                console.print(f"{label}: {done}/{phase.tasks} tasks, {docs:,} docs, {entry.wall_s:.1f}s")
+            record.save()
+    record.status = "done"
+    record.save()
     return record

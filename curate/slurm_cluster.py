@@ -16,7 +16,7 @@ How datatrove 0.10's Slurm executor behaves, and what curate does about it:
   `executor.slurm.wait: true`, curate follows the chain phase by phase, cancels what is left at
   the first phase that ends with incomplete ranks, and raises a `RunError` naming the phase, the
   ranks and where their logs are. `wait_for_run(OUT)` does the same later for a run submitted
-  without waiting. Job ids go to `OUT/run.json` and `OUT/slurm_jobs.json`; rerunning while jobs of
+  without waiting. Job ids go to `OUT/run.json` (`curate/record.py`) and `OUT/slurm_jobs.json`; rerunning while jobs of
   an earlier submission are still queued follows those jobs instead of submitting twice.
 - datatrove writes a bare `#SBATCH --partition` when none is set and rounds memory to whole GB;
   `CurateSlurmExecutor` leaves an empty partition/QOS out (the cluster default applies) and asks
@@ -27,6 +27,7 @@ Tasks read and write OUT directly, so OUT must be on a filesystem every node mou
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shlex
@@ -36,8 +37,13 @@ import time
 
 from datatrove.executor import SlurmPipelineExecutor
 from datatrove.executor.slurm import launch_slurm_job
+from rich.console import Console
 
 from curate.atomic import write_json_atomic
+from curate.errors import RunError
+from curate.plan import PlannedPhase, RunPlan
+from curate.progress import PhaseMonitor
+from curate.record import RunRecord
 
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
                  "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "STOPPED", "RESV_DEL_HOLD"}
@@ -95,7 +101,7 @@ def env_command_for(cfg) -> str:
     return default_env_command()
 
 
-def slurm_executor(plan, phase, logging_dir: str, depends) -> CurateSlurmExecutor:
+def slurm_executor(plan: RunPlan, phase: PlannedPhase, logging_dir: str, depends) -> CurateSlurmExecutor:
     """The executor of one phase: an array of `phase.tasks` elements after `depends`."""
     cfg = plan.recipe.executor.slurm
     cpus = phase.cpus_per_task or cfg.cpus_per_task
@@ -111,19 +117,17 @@ def slurm_executor(plan, phase, logging_dir: str, depends) -> CurateSlurmExecuto
     )
 
 
-def submit_chain(plan, executors: list, record: dict, record_path: str, console) -> dict:
+def submit_chain(plan: RunPlan, executors: list, record: RunRecord, console) -> RunRecord:
     """Submit every phase (the last executor submits its dependencies first) and print the job ids;
     with `executor.slurm.wait` follow the jobs until the last phase ends. When jobs of an earlier
     submission into the same folder are still queued or running (say, the user pressed Ctrl-C
     while waiting), nothing is submitted again: those jobs are followed instead."""
-    from curate.runner import RunError
-
     jobs_path = os.path.join(plan.output_dir, "slurm_jobs.json")
     earlier = previous_jobs(jobs_path)
     if any(active_elements(j) for pair in earlier.values() for j in pair if j):
         console.print("jobs of an earlier submission into this folder are still queued or running: following them")
-        for entry in record["phases"]:
-            entry["slurm_job"], entry["slurm_stats_job"] = earlier.get(entry["id"], [None, None])
+        for entry in record.phases:
+            entry.slurm_job, entry.slurm_stats_job = earlier.get(entry.id, [None, None])
     else:
         try:
             executors[-1].run()
@@ -132,99 +136,80 @@ def submit_chain(plan, executors: list, record: dict, record_path: str, console)
             cancel(submitted)
             raise RunError(f"sbatch failed ({e}); is this a Slurm login node (`sinfo` works)? "
                            f"Jobs submitted before the failure were cancelled: {submitted or 'none'}") from e
-        for entry, ex in zip(record["phases"], executors):
-            entry["slurm_job"] = None if ex.job_id in (None, -1) else str(ex.job_id)
-            entry["slurm_stats_job"] = ex.stats_job_id
-        write_json_atomic({p["id"]: [p["slurm_job"], p["slurm_stats_job"]] for p in record["phases"]}, jobs_path)
-    for entry in record["phases"]:
-        entry["status"] = "submitted" if entry["slurm_job"] else "done"
-    record["status"] = "submitted"
-    write_json_atomic(record, record_path)
-    for i, entry in enumerate(record["phases"]):
-        job = f"job {entry['slurm_job']}" if entry["slurm_job"] else "already complete"
-        console.print(f"[{i + 1}/{len(record['phases'])}] {entry['label']}: {job}")
+        for entry, ex in zip(record.phases, executors):
+            entry.slurm_job = None if ex.job_id in (None, -1) else str(ex.job_id)
+            entry.slurm_stats_job = ex.stats_job_id
+        write_json_atomic({p.id: [p.slurm_job, p.slurm_stats_job] for p in record.phases}, jobs_path)
+    for entry in record.phases:
+        entry.status = "submitted" if entry.slurm_job else "done"
+    record.status = "submitted"
+    record.save()
+    for i, entry in enumerate(record.phases):
+        job = f"job {entry.slurm_job}" if entry.slurm_job else "already complete"
+        console.print(f"[{i + 1}/{len(record.phases)}] {entry.label}: {job}")
     if plan.recipe.executor.slurm.wait:
-        follow_jobs(record, plan.output_dir, console)
+        follow_jobs(record, console)
     return record
 
 
-def wait_for_run(output_dir: str, console=None, poll_s: float = 2.0) -> dict:
+def wait_for_run(output_dir: str, console=None, poll_s: float = 2.0) -> RunRecord:
     """Wait for the Slurm jobs a submitted run (OUT/run.json) is made of; raises `RunError` at the
     first phase that ends with incomplete ranks, after cancelling every later job."""
-    import json
-
-    from rich.console import Console
-
-    with open(os.path.join(output_dir, "run.json")) as f:
-        record = json.load(f)
-    return follow_jobs(record, output_dir, console or Console(stderr=True), poll_s)
+    return follow_jobs(RunRecord.load(output_dir), console or Console(stderr=True), poll_s)
 
 
-def follow_jobs(record: dict, output_dir: str, console, poll_s: float = 2.0) -> dict:
+def follow_jobs(record: RunRecord, console, poll_s: float = 2.0) -> RunRecord:
     """Follow the submitted phases in order, updating OUT/run.json as each one ends."""
-    from curate.progress import PhaseMonitor
-    from curate.runner import RunError
-
-    record_path = os.path.join(output_dir, "run.json")
-    phases = record["phases"]
-    all_jobs = [j for p in phases for j in (p.get("slurm_job"), p.get("slurm_stats_job")) if j]
+    phases = record.phases
+    all_jobs = [j for p in phases for j in (p.slurm_job, p.slurm_stats_job) if j]
     for i, entry in enumerate(phases):
-        job = entry.get("slurm_job")
+        job = entry.slurm_job
         if not job:
             continue
-        phase_dir = os.path.join(output_dir, entry["id"])
+        phase_dir = record.phase_dir(entry)
         t0 = time.monotonic()
-        label = f"[{i + 1}/{len(phases)}] {entry['label']}"
-        with PhaseMonitor(console, label, phase_dir, entry["tasks"]) as monitor:
+        label = f"[{i + 1}/{len(phases)}] {entry.label}"
+        with PhaseMonitor(console, label, phase_dir, entry.tasks) as monitor:
             while active_elements(job):
                 time.sleep(poll_s)
-        entry["wall_s"] = entry.get("wall_s", 0.0) + time.monotonic() - t0
+        entry.wall_s += time.monotonic() - t0
         if not console.is_terminal:
             done, docs, _ = monitor.final()
-            console.print(f"{label}: {done}/{entry['tasks']} tasks, {docs:,} docs, {time.monotonic() - t0:.1f}s")
-        failed = incomplete_ranks(phase_dir, entry["tasks"])
+            console.print(f"{label}: {done}/{entry.tasks} tasks, {docs:,} docs, {time.monotonic() - t0:.1f}s")
+        failed = record.incomplete_ranks(entry)
         if failed:
             cancel(all_jobs)
-            entry["status"] = "failed"
+            entry.status = "failed"
             for later in phases[i + 1:]:
-                if later.get("slurm_job"):
-                    later["status"] = "cancelled"
-            record["status"] = "failed"
-            write_json_atomic(record, record_path)
+                if later.slurm_job:
+                    later.status = "cancelled"
+            record.status = "failed"
+            record.save()
             raise RunError(
-                f"phase '{entry['id']}' (Slurm job {job}) ended with incomplete ranks {failed[:10]}"
+                f"phase '{entry.id}' (Slurm job {job}) ended with incomplete ranks {failed[:10]}"
                 f"{' ...' if len(failed) > 10 else ''} ({describe_elements(job, phase_dir, failed[:10])}); the jobs of later phases were "
                 f"cancelled. Task logs in {os.path.join(phase_dir, 'logs')}, Slurm output in "
                 f"{os.path.join(phase_dir, 'slurm_logs')}. Rerun the same command to resume."
             )
-        entry["status"] = "done"
-        write_json_atomic(record, record_path)
+        entry.status = "done"
+        record.save()
     # the merge-stats jobs (stats.json per phase) are quick; do not return while they still write
-    stats_jobs = [p["slurm_stats_job"] for p in phases if p.get("slurm_stats_job")]
+    stats_jobs = [p.slurm_stats_job for p in phases if p.slurm_stats_job]
     deadline = time.monotonic() + 120
     while any(active_elements(j) for j in stats_jobs) and time.monotonic() < deadline:
         time.sleep(poll_s)
-    record["status"] = "done"
-    write_json_atomic(record, record_path)
+    record.status = "done"
+    record.save()
     return record
 
 
 def previous_jobs(jobs_path: str) -> dict[str, list]:
     """{phase id: [job id, merge-stats job id]} an earlier submission into the same folder recorded."""
-    import json
-
     try:
         with open(jobs_path) as f:
             return json.load(f)
     except (OSError, ValueError):
         return {}
-
-
-def incomplete_ranks(phase_dir: str, tasks: int) -> list[int]:
-    """Ranks without datatrove's completion marker (OUT/<phase>/completions/<rank:05d>)."""
-    done = set(os.listdir(os.path.join(phase_dir, "completions"))) if os.path.isdir(
-        os.path.join(phase_dir, "completions")) else set()
-    return [r for r in range(tasks) if f"{r:05d}" not in done]
 
 
 def _squeue(*args: str) -> list[str]:
@@ -243,8 +228,6 @@ def active_elements(job_id: str) -> list[str]:
 def describe_elements(job_id: str, phase_dir: str, ranks: list[int]) -> str:
     """'rank 1: array element 132_1 CANCELLED' for each failed rank (array index i ran rank
     ranks_to_run.json[i]); elements cancelled while pending are no longer listed by squeue."""
-    import json
-
     try:
         with open(os.path.join(phase_dir, "ranks_to_run.json")) as f:
             index_of = {rank: i for i, rank in enumerate(json.load(f))}

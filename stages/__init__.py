@@ -6,7 +6,7 @@ dependencies (torch, faiss, fasttext, ...) lazily, inside the steps, so listing 
 
 from importlib import import_module
 
-FAMILIES = ("io", "clean", "dedup", "embed", "neighbors", "order", "pack")
+FAMILIES = ("clean", "dedup", "embed", "neighbors", "order", "pack")
 
 for _family in FAMILIES:
     import_module(f"{__name__}.{_family}")

@@ -8,8 +8,8 @@ import random
 import polars as pl
 import pytest
 
-from stages.dedup.exact import ExactDedupSettings, build_exact_dedup, find_exact_duplicates, text_digest
-from stages.dedup.local_run import phase_stats, run_plan, stage_context, write_documents
+from stages.dedup.exact import find_exact_duplicates, text_digest
+from stage_runs import run_stage, write_documents
 
 
 def _random_text(rng: random.Random, words: int = 60) -> str:
@@ -18,9 +18,8 @@ def _random_text(rng: random.Random, words: int = 60) -> str:
 
 def _run(tmp_path, docs, shards=3, **settings):
     inp = write_documents(docs, str(tmp_path / "in"), shards=shards)
-    ctx = stage_context("exact_dedup", str(tmp_path / "out"), inp, tasks=shards)
-    out = run_plan(build_exact_dedup(ExactDedupSettings(**settings), ctx), ctx)
-    return out, ctx
+    run = run_stage("exact_dedup", settings, inp, str(tmp_path / "out"), tasks=shards)
+    return run.documents, run
 
 
 def test_digest_ignores_outer_whitespace_only_when_asked():
@@ -48,11 +47,11 @@ def test_planted_exact_duplicates_across_shards(tmp_path):
             docs.append({"id": cid, "text": "\n " + src["text"] + "  "})
             planted[cid] = src["id"]  # "x_copy..." > "doc..." in string order, so the original is kept
     rng.shuffle(docs)
-    out, ctx = _run(tmp_path, docs)
+    out, run = _run(tmp_path, docs)
     assert sorted(d["id"] for d in out) == sorted(d["id"] for d in originals)
-    clusters = pl.read_parquet(ctx.data_dir("duplicates") + "/*.parquet")
+    clusters = pl.read_parquet(run.data_dir("duplicates") + "/*.parquet")
     assert dict(zip(clusters["id"], clusters["kept_id"])) == planted
-    stats = phase_stats(ctx, "apply")
+    stats = run.stats("apply")
     removed = {k.split("/")[-1]: v for k, v in stats.items() if "exact-dedup" in k}
     assert removed["documents_removed"] == len(planted)
     assert removed["dropped_exact_duplicate"] == len(planted)
@@ -65,9 +64,9 @@ def test_planted_exact_duplicates_across_shards(tmp_path):
 def test_no_duplicates_keeps_everything(tmp_path):
     rng = random.Random(3)
     docs = [{"id": f"d{i}", "text": _random_text(rng)} for i in range(30)]
-    out, ctx = _run(tmp_path, docs, shards=2)
+    out, run = _run(tmp_path, docs, shards=2)
     assert sorted(d["id"] for d in out) == sorted(d["id"] for d in docs)
-    assert pl.read_parquet(ctx.data_dir("duplicates") + "/*.parquet").height == 0
+    assert pl.read_parquet(run.data_dir("duplicates") + "/*.parquet").height == 0
 
 
 @pytest.mark.parametrize("shards", [1, 4])

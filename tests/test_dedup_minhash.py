@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 from stages.dedup import hashing
-from stages.dedup.local_run import phase_stats, run_plan, stage_context, write_documents
-from stages.dedup.minhash import MinhashDedupSettings, MinhashSigner, build_minhash_dedup
+from stage_runs import run_stage, write_documents
+from stages.dedup.minhash import MinhashDedupSettings, MinhashSigner
 
 VOCAB = [
     "".join(random.Random(i).choice("abcdefghijklmnopqrstuvwxyz") for _ in range(random.Random(-i).randint(3, 9)))
@@ -118,14 +118,14 @@ def test_planted_near_duplicates_are_removed_keeping_smallest_id(tmp_path, parts
     docs, near, far = _corpus()
     assert all(j >= 0.95 for _, j in near.values()) and all(j <= 0.5 for _, _, j in far)
     inp = write_documents(docs, str(tmp_path / "in"), shards=3)
-    ctx = stage_context("minhash_dedup", str(tmp_path / "out"), inp, tasks=3)
-    out = run_plan(build_minhash_dedup(MinhashDedupSettings(parts=parts), ctx), ctx)
+    run = run_stage("minhash_dedup", dict(parts=parts), inp, str(tmp_path / "out"), tasks=3)
+    out = run.documents
     kept = {d["id"] for d in out}
     assert kept == {d["id"] for d in docs} - set(near)
-    clusters = pl.read_parquet(ctx.data_dir("clusters") + "/clusters.parquet")
+    clusters = pl.read_parquet(run.data_dir("clusters") + "/clusters.parquet")
     assert dict(zip(clusters["id"], clusters["kept_id"])) == {v: src for v, (src, _) in near.items()}
     assert set(clusters["cluster_size"].to_list()) == {2}
-    stats = {k.split("/")[-1]: v for k, v in phase_stats(ctx, "apply").items() if "minhash" in k}
+    stats = {k.split("/")[-1]: v for k, v in run.stats("apply").items() if "minhash" in k}
     texts = {d["id"]: d["text"] for d in docs}
     assert stats["documents_removed"] == len(near)
     assert stats["chars_removed"] == sum(len(texts[v]) for v in near)
@@ -135,10 +135,10 @@ def test_no_near_duplicates_removes_nothing(tmp_path):
     rng = random.Random(11)
     docs = [{"id": f"d{i:02d}", "text": _text(rng, 120)} for i in range(40)]
     inp = write_documents(docs, str(tmp_path / "in"), shards=2)
-    ctx = stage_context("minhash_dedup", str(tmp_path / "out"), inp, tasks=2)
-    out = run_plan(build_minhash_dedup(MinhashDedupSettings(parts=2), ctx), ctx)
+    run = run_stage("minhash_dedup", dict(parts=2), inp, str(tmp_path / "out"), tasks=2)
+    out = run.documents
     assert len(out) == len(docs)
-    assert pl.read_parquet(ctx.data_dir("clusters") + "/clusters.parquet").height == 0
+    assert pl.read_parquet(run.data_dir("clusters") + "/clusters.parquet").height == 0
 
 
 def test_word_shingles_with_threshold_and_chained_clusters(tmp_path):
@@ -149,12 +149,12 @@ def test_word_shingles_with_threshold_and_chained_clusters(tmp_path):
         chain.append(_mutate(rng, chain[-1], 0.01))
     docs = [{"id": f"c{i}", "text": t} for i, t in enumerate(chain)]
     docs += [{"id": f"u{i}", "text": _text(rng, 400)} for i in range(10)]
-    settings = MinhashDedupSettings(unit="word", ngram=5, threshold=0.7)
+    settings = dict(unit="word", ngram=5, threshold=0.7)
     inp = write_documents(docs, str(tmp_path / "in"), shards=2)
-    ctx = stage_context("minhash_dedup", str(tmp_path / "out"), inp, tasks=2)
-    out = run_plan(build_minhash_dedup(settings, ctx), ctx)
+    run = run_stage("minhash_dedup", settings, inp, str(tmp_path / "out"), tasks=2)
+    out = run.documents
     assert {d["id"] for d in out} == {"c0"} | {f"u{i}" for i in range(10)}
-    clusters = pl.read_parquet(ctx.data_dir("clusters") + "/clusters.parquet")
+    clusters = pl.read_parquet(run.data_dir("clusters") + "/clusters.parquet")
     assert set(clusters["kept_id"]) == {"c0"} and set(clusters["cluster_size"]) == {4}
 
 
@@ -170,8 +170,8 @@ def test_bbc_exact_duplicates_all_land_in_clusters(shared_data, tmp_path):
     groups = [sorted(g) for g in by_text.values() if len(g) > 1]
     assert groups  # the corpus is known to hold exact duplicates
     inp = write_documents(docs, str(tmp_path / "in"), shards=2)
-    ctx = stage_context("minhash_dedup", str(tmp_path / "out"), inp, tasks=2)
-    out = run_plan(build_minhash_dedup(MinhashDedupSettings(), ctx), ctx)
+    run = run_stage("minhash_dedup", {}, inp, str(tmp_path / "out"), tasks=2)
+    out = run.documents
     kept = {d["id"] for d in out}
     for g in groups:  # each group of identical texts keeps at most one member
         assert sum(i in kept for i in g) <= 1
@@ -189,7 +189,6 @@ def test_clusters_do_not_depend_on_sharding(tmp_path):
     tables = []
     for shards in (1, 4):
         inp = write_documents(docs, str(tmp_path / f"in{shards}"), shards=shards)
-        ctx = stage_context("minhash_dedup", str(tmp_path / f"out{shards}"), inp, tasks=shards)
-        run_plan(build_minhash_dedup(MinhashDedupSettings(), ctx), ctx)
-        tables.append(pl.read_parquet(ctx.data_dir("clusters") + "/clusters.parquet"))
+        run = run_stage("minhash_dedup", {}, inp, str(tmp_path / f"out{shards}"), tasks=shards)
+        tables.append(pl.read_parquet(run.data_dir("clusters") + "/clusters.parquet"))
     assert tables[0].height > 0 and tables[0].equals(tables[1])

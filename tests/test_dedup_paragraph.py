@@ -9,8 +9,8 @@ import random
 import polars as pl
 import pytest
 
-from stages.dedup.local_run import phase_stats, run_plan, stage_context, write_documents
-from stages.dedup.paragraph import ParagraphDedupSettings, build_paragraph_dedup, paragraph_pieces
+from stage_runs import run_stage, write_documents
+from stages.dedup.paragraph import paragraph_pieces
 
 BOILER = "Subscribe to our newsletter for weekly updates."
 FOOTER = "Copyright 2024 Example Media, all rights reserved."
@@ -22,9 +22,8 @@ def _unique_line(rng: random.Random) -> str:
 
 def _run(tmp_path, docs, shards, **settings):
     inp = write_documents(docs, str(tmp_path / "in"), shards=shards)
-    ctx = stage_context("paragraph_dedup", str(tmp_path / "out"), inp, tasks=shards)
-    out = run_plan(build_paragraph_dedup(ParagraphDedupSettings(**settings), ctx), ctx)
-    return {d["id"]: d["text"] for d in out}, ctx
+    run = run_stage("paragraph_dedup", settings, inp, str(tmp_path / "out"), tasks=shards)
+    return {d["id"]: d["text"] for d in run.documents}, run
 
 
 def test_pieces_are_lines_with_their_newline():
@@ -50,14 +49,14 @@ def test_planted_paragraphs_keep_first_occurrence(tmp_path, shards):
         expected[f"doc{i:02d}"] = keep
     docs.append({"id": "zz_only_boiler", "text": BOILER + "\n" + FOOTER + "\nok"})  # left with "ok": dropped
     rng.shuffle(docs)
-    out, ctx = _run(tmp_path, docs, shards)
+    out, run = _run(tmp_path, docs, shards)
     assert set(out) == set(expected)
     for doc_id, lines in expected.items():
         assert [l for l in out[doc_id].split("\n") if l] == [l for l in lines if l]
-    clusters = pl.read_parquet(ctx.data_dir("first") + "/clusters/*.parquet")
+    clusters = pl.read_parquet(run.data_dir("first") + "/clusters/*.parquet")
     assert set(clusters["kept_id"]) == {"doc00", "doc01"}
     assert clusters.filter(pl.col("id") == "doc05")["kept_id"].sort().to_list() == ["doc00", "doc01"]
-    stats = {k.split("/")[-1]: v for k, v in phase_stats(ctx, "apply").items() if "paragraph" in k}
+    stats = {k.split("/")[-1]: v for k, v in run.stats("apply").items() if "paragraph" in k}
     assert stats["documents_removed"] == 1 and stats["dropped_paragraph_dedup_too_short"] == 1
     assert stats["lines_removed"] == 11 + 5 + 3  # boilerplate x11, footer x5, the dropped doc's 3 lines
 
@@ -77,7 +76,7 @@ def test_web_pages_every_line_survives_at_most_once(shared_data, tmp_path):
 
     with gzip.open(shared_data / "web_pages.jsonl.gz", "rt") as f:
         docs = [{"id": str(d["id"]), "text": d["text"]} for d in map(json.loads, f)]
-    out, ctx = _run(tmp_path, docs, 2)
+    out, run = _run(tmp_path, docs, 2)
     seen: dict[str, str] = {}
     for doc_id, text in out.items():
         for line in filter(None, (l.strip() for l in text.split("\n"))):
@@ -94,5 +93,5 @@ def test_web_pages_every_line_survives_at_most_once(shared_data, tmp_path):
             continue
         for line in filter(None, (l.strip() for l in d["text"].split("\n"))):
             assert line in seen or counts[line] > 1
-    stats = {k.split("/")[-1]: v for k, v in phase_stats(ctx, "apply").items() if "paragraph" in k}
+    stats = {k.split("/")[-1]: v for k, v in run.stats("apply").items() if "paragraph" in k}
     assert stats["lines_removed"] > 0 and stats.get("documents_removed", 0) == len(dropped)

@@ -9,9 +9,9 @@ import random
 import numpy as np
 import pytest
 
-from stages.dedup.local_run import phase_stats, run_plan, stage_context, write_documents
+from stage_runs import run_stage, write_documents
 from stages.dedup.spans import cut_spans
-from stages.dedup.substring import SubstringDedupSettings, build_substring_dedup, substring_pieces
+from stages.dedup.substring import substring_pieces
 
 SHARED = "The quick brown fox jumps over the lazy dog while the cat watches from a sunny windowsill."
 
@@ -22,9 +22,9 @@ def _words(rng: random.Random, n: int) -> str:
 
 def _run(tmp_path, docs, shards=2, **settings):
     inp = write_documents(docs, str(tmp_path / "in"), shards=shards)
-    ctx = stage_context("substring_dedup", str(tmp_path / "out"), inp, tasks=shards)
-    out = run_plan(build_substring_dedup(SubstringDedupSettings(**settings), ctx), ctx)
-    return {d["id"]: d["text"] for d in out}, ctx
+    run = run_stage("substring_dedup", settings, inp, str(tmp_path / "out"), tasks=shards)
+    out = run.documents
+    return {d["id"]: d["text"] for d in out}, run
 
 
 def test_cut_spans_merges_overlaps():
@@ -51,7 +51,7 @@ def test_planted_substring_is_cut_after_first_occurrence(tmp_path, shards):
         heads[f"d{i}"] = (head, tail)
         docs.append({"id": f"d{i}", "text": f"{head} {SHARED} {tail}"})
     docs.append({"id": "e_copy", "text": SHARED + " tiny"})  # left with under 20 characters: dropped
-    out, ctx = _run(tmp_path, docs, shards)
+    out, run = _run(tmp_path, docs, shards)
     assert set(out) == {f"d{i}" for i in range(8)}
     assert SHARED in out["d0"] and out["d0"] == docs[0]["text"]
     for i in range(1, 8):
@@ -59,7 +59,7 @@ def test_planted_substring_is_cut_after_first_occurrence(tmp_path, shards):
         assert SHARED not in out[f"d{i}"]
         assert out[f"d{i}"].startswith(head[:-1]) and out[f"d{i}"].endswith(tail[1:])
         assert len(out[f"d{i}"]) < len(docs[i]["text"]) - len(SHARED) + 5
-    stats = {k.split("/")[-1]: v for k, v in phase_stats(ctx, "apply").items() if "substring dedup" in k}
+    stats = {k.split("/")[-1]: v for k, v in run.stats("apply").items() if "substring dedup" in k}
     assert stats["documents_removed"] == 1 and stats["documents_modified"] == 8
     assert stats["chars_removed"] >= 7 * len(SHARED) + len(docs[-1]["text"])
 

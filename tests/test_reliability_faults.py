@@ -156,7 +156,7 @@ def test_atomic_writers_on_a_full_disk_name_the_file_and_leave_nothing(tiny_disk
 def test_documents_writer_on_a_full_disk_names_the_folder_and_publishes_nothing(tiny_disk):
     from datatrove.data import Document
 
-    from curate.inputs import DocumentsWriter
+    from curate.documents import DocumentsWriter
 
     docs = [Document(text=random.Random(i).randbytes(20000).hex(), id=str(i)) for i in range(30)]
     folder = tiny_disk / "documents"
@@ -222,7 +222,7 @@ def test_documents_writer_refuses_a_folder_in_the_way(tmp_path):
     """fsspec's `mv` would move the finished file *into* a folder at its path and report success."""
     from datatrove.data import Document
 
-    from curate.inputs import DocumentsWriter
+    from curate.documents import DocumentsWriter
 
     blocked = tmp_path / "docs"
     (blocked / "00000.jsonl.gz").mkdir(parents=True)

@@ -245,17 +245,10 @@ class SemanticDedupFind(PipelineStep):
         yield
 
 
-def _upstream(ctx: StageContext, name: str, phase: str, who: str) -> str:
-    stage_id = ctx.latest(name)
-    if stage_id is None:
-        raise ValueError(f"{who} needs an earlier '{name}' stage in the recipe")
-    return ctx.stage_data_dir(stage_id, phase)
-
-
 @register_stage("semantic_dedup", settings=SemanticDedupSettings, kind="global")
 def build_semantic_dedup(settings: SemanticDedupSettings, ctx: StageContext) -> GlobalPlan:
     """ICLM-style semantic dedup: kNN edges >= threshold form groups; each keeps its smallest id."""
-    source = _upstream(ctx, "neighbors", "search", "semantic_dedup")
+    source = ctx.upstream_data_dir("neighbors", "search")
     out = ctx.data_dir("groups")
     step = SemanticDedupFind("semantic_dedup", source, out, settings, ctx.seed)
     return GlobalPlan(phases=[Phase("groups", [step], tasks=1)],
@@ -265,7 +258,7 @@ def build_semantic_dedup(settings: SemanticDedupSettings, ctx: StageContext) -> 
 @register_stage("semdedup", settings=SemDeDupSettings, kind="global")
 def build_semdedup(settings: SemDeDupSettings, ctx: StageContext) -> GlobalPlan:
     """SemDeDup: k-means the embeddings, drop items within 1 - eps of a kept item of their cluster."""
-    source = _upstream(ctx, "embed", "embed", "semdedup")
+    source = ctx.upstream_data_dir("embed", "embed")
     out = ctx.data_dir("clusters")
     step = SemanticDedupFind("semdedup", source, out, settings, ctx.seed)
     return GlobalPlan(phases=[Phase("clusters", [step], tasks=1)],

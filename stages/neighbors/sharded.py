@@ -16,7 +16,6 @@ union of the shards' exact top-k is the exact top-k, so Flat shards give the exa
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -178,7 +177,3 @@ def corpus_rows(embed_dir: str) -> int:
     from stages.embed.store import list_shards, shard_paths
 
     return sum(int(np.load(shard_paths(embed_dir, r)[0], mmap_mode="r").shape[0]) for r in list_shards(embed_dir))
-
-
-def output_shards(data_dir: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(data_dir, "knn_*.npz")))

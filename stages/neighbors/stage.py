@@ -270,10 +270,7 @@ class NeighborsFinalize(PipelineStep):
 def build_neighbors(settings: NeighborsSettings, ctx: StageContext) -> GlobalPlan:
     """k-nearest-neighbour graph of the embeddings: a self-join of dense similarity blocks over k-means
     lists spread over tasks (exact when small), or FAISS IVF/HNSW search (`method: ivf`)."""
-    embed_id = ctx.latest("embed")
-    if embed_id is None:
-        raise ValueError("neighbors needs an earlier 'embed' stage in the recipe")
-    embed_dir, graph_dir = ctx.stage_data_dir(embed_id, "embed"), ctx.data_dir("search")
+    embed_dir, graph_dir = ctx.upstream_data_dir("embed", "embed"), ctx.data_dir("search")
     gpus = settings.gpus
     if settings.resolved_method() == "join":
         tasks = settings.tasks or max(1, ctx.tasks)

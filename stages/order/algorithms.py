@@ -9,10 +9,14 @@ Every function takes arrays (a kNN table: `neighbors` int [n, k] with -1 for non
 - `order_by_greedy_path` (registered as `edge_matching`, the default): greedy maximum-weight
   matching of kNN edges into path fragments, fragments joined by the best similarity between their
   ends, then 2-opt / Or-opt local search on kNN candidate lists.
+
+`ALGORITHMS` names each as an `OrderingAlgorithm`, the interface the `order` stage calls: a new
+ordering is one more entry there (and its name in `OrderSettings.algorithm`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -207,12 +211,43 @@ def improve_order(path, vectors, neighbors, similarities, search_k=10, max_move=
     return new_path
 
 
-ALGORITHMS: dict[str, Callable[..., np.ndarray]] = {
-    "edge_matching": lambda vectors, neighbors, similarities, seed=0, **kw: order_by_greedy_path(
-        vectors, neighbors, similarities, seed, **kw),
-    "iclm_greedy": lambda vectors, neighbors, similarities, seed=0, **kw: order_iclm_greedy(
-        neighbors, similarities, seed),
-    "cluster_capped_walk": lambda vectors, neighbors, similarities, seed=0, **kw: order_cluster_capped_walk(
-        neighbors, similarities, seed),
-    "random": lambda vectors, neighbors, similarities, seed=0, **kw: order_random(len(neighbors), seed),
-}
+@dataclass(frozen=True)
+class OrderingAlgorithm:
+    """One way to order the documents of a partition, as the `order` stage uses it.
+
+    function: (vectors [n, d], neighbors [n, k], similarities [n, k], seed, **options) -> permutation.
+    options: the `OrderSettings` fields the function takes as keyword options (`options_from`).
+    partitioned: whether a large corpus is split into k-means partitions ordered separately and then
+        stitched; an ordering that ignores similarity (`random`) orders the whole set as one.
+    """
+
+    name: str
+    function: Callable[..., np.ndarray]
+    help: str
+    options: tuple[str, ...] = ()
+    partitioned: bool = True
+
+    def __call__(self, vectors, neighbors, similarities, seed: int = 0, **options) -> np.ndarray:
+        return self.function(vectors, neighbors, similarities, seed, **options)
+
+    def options_from(self, settings) -> dict:
+        """The keyword options this algorithm takes, read from a settings object."""
+        return {name: getattr(settings, name) for name in self.options}
+
+
+ALGORITHMS: dict[str, OrderingAlgorithm] = {a.name: a for a in (
+    OrderingAlgorithm(
+        "edge_matching", order_by_greedy_path,
+        "greedy edge matching into path fragments, joined by their ends, then 2-opt/Or-opt local search",
+        options=("search_k", "kicks_per_document", "max_kicks")),
+    OrderingAlgorithm(
+        "iclm_greedy", lambda vectors, neighbors, similarities, seed=0: order_iclm_greedy(neighbors, similarities, seed),
+        "the ICLM paper's Algorithm 1 (greedy walk from minimum-degree documents)"),
+    OrderingAlgorithm(
+        "cluster_capped_walk",
+        lambda vectors, neighbors, similarities, seed=0: order_cluster_capped_walk(neighbors, similarities, seed),
+        "what the ICLM paper's released code does (walks capped at 21 documents)"),
+    OrderingAlgorithm(
+        "random", lambda vectors, neighbors, similarities, seed=0: order_random(len(neighbors), seed),
+        "a seeded random permutation (standard packing's baseline)", partitioned=False),
+)}

@@ -375,13 +375,3 @@ def exact_candidate_sims(x, nbrs):
             j = nbrs[i, r]
             out[i, r] = _sim(x, i, j) if j >= 0 else np.float32(-np.inf)
     return out
-
-
-@njit(cache=True, nogil=True, fastmath=True)
-def path_weights(path, x):
-    """Similarity of every adjacent pair of `path` (float32, length n-1)."""
-    n = path.shape[0]
-    out = np.empty(max(n - 1, 0), dtype=np.float32)
-    for i in range(n - 1):
-        out[i] = _sim(x, path[i], path[i + 1])
-    return out

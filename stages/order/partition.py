@@ -5,9 +5,9 @@
    `refine_partitions_by_graph` moves documents to their kNN neighbours' majority partition.
 2. each partition is ordered on its own (its kNN table restricted to its members), independently, so
    partitions can run as parallel tasks (threads here, datatrove tasks in the `order` stage);
-3. `stitch_partitions`: the partitions are ordered along a path over their centroids (the same
-   edge-matching algorithm on the complete centroid graph), then each partition's direction is
-   chosen by dynamic programming to maximise the similarity across every junction.
+3. `stitch_partitions` (`stages/order/stitch.py`): the partitions are ordered and oriented so that
+   the similarity across every junction is high (centroid path + dynamic programming, or OR-tools'
+   routing solver).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from stages.order.graph import restrict_knn
+from stages.order.stitch import stitch_partitions
 
 
 def assign_partitions(vectors: np.ndarray, partition_size: int, seed: int = 0, max_size: int | None = None,
@@ -98,51 +99,11 @@ def order_restricted(order_fn: Callable[..., np.ndarray], vectors, local_neighbo
     return rows[local]
 
 
-def stitch_partitions(vectors: np.ndarray, paths: list[np.ndarray], seed: int = 0) -> np.ndarray:
-    """Concatenate partition paths: order the partitions, then orient each to maximise junctions."""
-    from stages.order.algorithms import order_by_greedy_path
-
-    paths = [p for p in paths if len(p)]
-    if not paths:
-        return np.empty(0, dtype=np.int64)
-    if len(paths) == 1:
-        return paths[0]
-    cent = np.stack([np.asarray(vectors[p], dtype=np.float32).mean(axis=0) for p in paths])
-    cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
-    m = len(paths)
-    sims = cent @ cent.T
-    np.fill_diagonal(sims, -np.inf)
-    k = min(m - 1, 32)
-    nb = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-    seq = order_by_greedy_path(cent, nb, np.take_along_axis(sims, nb, axis=1), seed)
-    ends = [(paths[i][0], paths[i][-1]) for i in seq]
-
-    def junction(left_end: int, right_start: int) -> float:
-        return float(np.dot(np.asarray(vectors[left_end], dtype=np.float32), np.asarray(vectors[right_start], dtype=np.float32)))
-
-    # Viterbi over directions: state 0 = as walked, 1 = reversed
-    score = np.zeros(2)
-    back = np.zeros((m, 2), dtype=np.int64)
-    for t in range(1, m):
-        new = np.empty(2)
-        for cur in range(2):
-            start = ends[t][0] if cur == 0 else ends[t][1]
-            cand = [score[prev] + junction(ends[t - 1][1] if prev == 0 else ends[t - 1][0], start) for prev in range(2)]
-            back[t, cur] = int(np.argmax(cand))
-            new[cur] = max(cand)
-        score = new
-    state = int(np.argmax(score))
-    flips = [0] * m
-    for t in range(m - 1, -1, -1):
-        flips[t] = state
-        state = int(back[t, state])
-    return np.concatenate([paths[i][::-1] if f else paths[i] for i, f in zip(seq, flips)])
-
-
-def order_partitioned(order_fn: Callable[..., np.ndarray], vectors, neighbors, similarities, seed: int = 0,
-                      partition_size: int = 50_000, workers: int = 1, labels: np.ndarray | None = None,
-                      **kw) -> np.ndarray:
-    """Order a corpus partition by partition (in `workers` threads) and stitch the paths."""
+def order_partitions(order_fn: Callable[..., np.ndarray], vectors, neighbors, similarities, seed: int = 0,
+                     partition_size: int = 50_000, workers: int = 1, labels: np.ndarray | None = None,
+                     **kw) -> list[np.ndarray]:
+    """Partition the corpus and order every partition (in `workers` threads): one path of global rows
+    per partition, not yet stitched."""
     n = len(vectors)
     if labels is None:
         labels = refine_partitions_by_graph(assign_partitions(vectors, partition_size, seed), neighbors)
@@ -164,7 +125,14 @@ def order_partitioned(order_fn: Callable[..., np.ndarray], vectors, neighbors, s
             return run(i_rows)
 
         with ThreadPoolExecutor(workers) as pool:
-            paths = list(pool.map(run_single_threaded, enumerate(members)))
-    else:
-        paths = [run(x) for x in enumerate(members)]
-    return stitch_partitions(vectors, paths, seed)
+            return list(pool.map(run_single_threaded, enumerate(members)))
+    return [run(x) for x in enumerate(members)]
+
+
+def order_partitioned(order_fn: Callable[..., np.ndarray], vectors, neighbors, similarities, seed: int = 0,
+                      partition_size: int = 50_000, workers: int = 1, labels: np.ndarray | None = None,
+                      stitch: str = "dp", **kw) -> np.ndarray:
+    """Order a corpus partition by partition (in `workers` threads) and stitch the paths (`stitch`:
+    "dp" or "ortools", see `stitch_partitions`)."""
+    paths = order_partitions(order_fn, vectors, neighbors, similarities, seed, partition_size, workers, labels, **kw)
+    return stitch_partitions(vectors, paths, seed, method=stitch)

@@ -185,3 +185,42 @@ def ordering_quality(vectors, order, neighbors=None, labels=None, s1=None, s2=No
         agree, chance = label_agreement(labels, order)
         out["label_agreement"], out["label_chance"] = agree, chance
     return out
+
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def stitched_path_quality(vectors: np.ndarray, path: np.ndarray, rows: np.ndarray, table_chunks,
+                          labels=None) -> tuple[dict, np.ndarray]:
+    """Figures of a path over the documents `rows` (sorted global rows; `path` is a permutation of
+    them), from a kNN table restricted to those rows and read chunk by chunk (`table_chunks`, see
+    `knn_quality_streamed`); `labels` per global row, when the input has topic labels.
+
+    Returns (figures, adjacent similarities along the path): MAC, path total, U2 bound and the bound
+    ratio, kNN-edge fraction, similarity quantiles, and label agreement beside chance.
+    """
+    local = np.searchsorted(rows, path)
+    if not is_permutation(local, len(rows)):
+        raise ValueError("the path is not a permutation of the documents it orders")
+    adjacent = adjacent_similarities(vectors, path)
+    s1, s2, edge_fraction = knn_quality_streamed(local, table_chunks)
+    u2 = upper_bound_u2(s1, s2)
+    total = float(adjacent.sum(dtype=np.float64))
+    figures = {
+        "mac": float(adjacent.mean()) if len(adjacent) else 0.0,
+        "path_total": total,
+        "u2_bound": u2,
+        "bound_ratio": total / u2 if u2 > 0 else None,
+        "knn_edge_fraction": edge_fraction,
+        "similarity_quantiles": {str(q): float(np.quantile(adjacent, q)) for q in QUANTILES} if len(adjacent) else {},
+    }
+    if labels is not None:
+        lab = np.array(["" if labels[r] is None else str(labels[r]) for r in rows])
+        figures["label_agreement"], figures["label_chance"] = label_agreement(lab, local)
+    return figures, adjacent
+
+
+def random_order_similarities(vectors: np.ndarray, rows: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Adjacent similarities of `rows` in a seeded random order: the reference a path is compared to."""
+    perm = np.asarray(rows)[np.random.default_rng(seed).permutation(len(rows))]
+    return adjacent_similarities(vectors, perm) if len(perm) > 1 else np.empty(0, dtype=np.float32)

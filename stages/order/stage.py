@@ -6,9 +6,13 @@ Phases (each a datatrove executor; the data lives under `OUT/<stage_id>.<phase>/
    them into partitions with FAISS k-means (one partition when the corpus is small); documents with
    no vector are listed apart and end up at the end of the path, counted.
 3. `paths` (one task per group of partitions): orders each partition independently.
-4. `stitch` (1 task): orders the partitions, orients them, writes `order.parquet` (position, id),
-   and `quality.json` (MAC, bound ratio vs U2, kNN-edge fraction, label agreement).
-The document set itself is unchanged; `pack` reads the order.
+4. `stitch` (1 task): orders the partitions and orients them (`stitch`: `dp` or `ortools`, see
+   `stages/order/stitch.py`), writes `order.parquet` (position, id; `stages/order/store.py`) and
+   `quality.json` (MAC, bound ratio vs U2, kNN-edge fraction, label agreement, similarity at the
+   seams between partitions; computed in `stages/order/quality.py`).
+The document set itself is unchanged; `pack` reads the order through `stages/order/store.py`.
+The algorithms are `OrderingAlgorithm`s (`stages/order/algorithms.py`); this wrapper only reads
+their inputs, calls them and writes what they return.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from datatrove.pipeline.base import PipelineStep
 from pydantic import Field
 
 from curate.atomic import write_json_atomic, write_numpy_atomic, write_parquet_atomic
+from curate.figures import downsample, histogram, write_report_section
 from curate.plan import GlobalPlan, Phase, StageContext
 from curate.registry import StageSettings, register_stage
+from stages.order.algorithms import ALGORITHMS
+from stages.order.store import ORDER_PHASE, QUALITY_FILE, order_file, write_order  # noqa: F401 (order_file: old path)
 
 
 class OrderSettings(StageSettings):
@@ -42,6 +49,16 @@ class OrderSettings(StageSettings):
         20.0, ge=0, description="iterated-local-search kicks per document (quality vs time; 0 = plain local search)"
     )
     max_kicks: int = Field(10_000, ge=0, description="cap on kicks per partition (bounds time on big partitions)")
+    stitch: Literal["dp", "ortools"] = Field(
+        "dp", description="how partitions are ordered and oriented: dp (centroid path + exact directions; "
+        "repeatable) or ortools (OR-tools routing, guided local search over the seams under a time limit: "
+        "higher similarity at the seams, see stages/order/stitch.py)",
+    )
+    stitch_time_limit_s: float = Field(2.0, gt=0, description="ortools stitch: time limit of the guided local search")
+    stitch_solutions: int = Field(
+        0, ge=0, description="ortools stitch: stop after this many solutions (0 = at the time limit only; set it "
+        "for byte-identical reruns)",
+    )
     seed: int | None = Field(None, description="seed of the ordering (None = the run's seed)")
 
 
@@ -120,7 +137,7 @@ class OrderPartition(PipelineStep):
         self.stat_update("documents_without_vector", value=len(missing))
         self.stat_update("removed_since_graph", value=len(graph_ids) - len(rows))
         size = self.settings.partition_size
-        if self.settings.algorithm == "random" or size == 0 or len(rows) <= size:
+        if not ALGORITHMS[self.settings.algorithm].partitioned or size == 0 or len(rows) <= size:
             part = np.zeros(len(rows), dtype=np.int64)
         else:
             part = assign_partitions(vectors[rows], size, self.seed)
@@ -144,7 +161,6 @@ class OrderPaths(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         import polars as pl
 
-        from stages.order.algorithms import ALGORITHMS
         from stages.order.graph import RestrictedKnnTable
         from stages.order.partition import order_restricted
 
@@ -154,18 +170,15 @@ class OrderPaths(PipelineStep):
         if not mine:
             return
         table, _, vectors = _load_inputs(self.inputs)
-        st = self.settings
-        fn = ALGORITHMS[st.algorithm]
+        algorithm = ALGORITHMS[self.settings.algorithm]
+        options = algorithm.options_from(self.settings)
         rows_all = members["row"].to_numpy()
         for p in mine:
             rows = rows_all[parts == p]
             n = len(rows)
-            kw = {}
-            if st.algorithm == "edge_matching":
-                kw = {"search_k": st.search_k, "kicks_per_document": st.kicks_per_document, "max_kicks": st.max_kicks}
             with self.track_time("partition"):
                 nb, ns = RestrictedKnnTable(table, rows).rows(0, n)  # this partition's rows only
-                path = order_restricted(fn, vectors, nb, ns, rows, self.seed + p, **kw)
+                path = order_restricted(algorithm, vectors, nb, ns, rows, self.seed + p, **options)
                 del nb, ns
             write_numpy_atomic(path.astype(np.int64), os.path.join(self.output_dir, f"path_{p:05d}.npy"))
             self.stat_update("partitions")
@@ -187,56 +200,42 @@ class OrderStitch(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         import polars as pl
 
-        from stages.order.algorithms import order_random
-        from stages.order.partition import stitch_partitions
         from stages.order.graph import RestrictedKnnTable
-        from stages.order.quality import (
-            adjacent_similarities, is_permutation, knn_quality_streamed, label_agreement, upper_bound_u2,
-        )
+        from stages.order.quality import stitched_path_quality
+        from stages.order.stitch import apply_plan, plan_stitch, seam_similarities
 
+        st = self.settings
         members = pl.read_parquet(os.path.join(self.partition_dir, "members.parquet"))
         without = pl.read_parquet(os.path.join(self.partition_dir, "without_vector.parquet"))["id"].to_list()
         table, graph_ids, vectors = _load_inputs(self.inputs)
         labels = _labels(self.inputs, table)
         nparts = int(members["partition"].max()) + 1 if members.height else 0
         paths = [np.load(os.path.join(self.paths_dir, f"path_{p:05d}.npy")) for p in range(nparts)]
-        if self.settings.algorithm == "random":
-            path = members["row"].to_numpy()[order_random(members.height, self.seed)]
-        else:
-            path = stitch_partitions(vectors, paths, self.seed)
+        paths = [p for p in paths if len(p)]
+        with self.track_time("stitch"):
+            plan = plan_stitch(vectors, paths, self.seed, st.stitch, st.stitch_time_limit_s, st.stitch_solutions) if paths else []
+        path = apply_plan(paths, plan) if paths else np.empty(0, dtype=np.int64)
+        seams = seam_similarities(vectors, paths, plan) if len(plan) > 1 else np.empty(0)
         rows = np.sort(members["row"].to_numpy())
         if not (len(path) == len(rows) and np.array_equal(np.sort(path), rows)):
             raise RuntimeError("order: stitched path is not a permutation of the kept documents")
         ids = [graph_ids[r] for r in path] + list(without)
-        write_parquet_atomic(
-            pl.DataFrame({"position": np.arange(len(ids), dtype=np.int64), "id": ids}, schema={"position": pl.Int64, "id": pl.String}),
-            os.path.join(self.output_dir, "order.parquet"),
-        )
-        # quality, on the kept documents that have vectors (local row numbers)
-        local = np.searchsorted(rows, path)
-        assert is_permutation(local, len(rows))
-        adj = adjacent_similarities(vectors, path)
-        s1, s2, edge_fraction = knn_quality_streamed(local, RestrictedKnnTable(table, rows).chunks())
-        u2 = upper_bound_u2(s1, s2)
+        write_order(ids, self.output_dir)
+        # quality, on the kept documents that have vectors
+        figures, adjacent = stitched_path_quality(vectors, path, rows, RestrictedKnnTable(table, rows).chunks(), labels)
         try:
             with open(self.neighbors_manifest, encoding="utf-8") as f:
                 man = json.load(f)
         except OSError:
             man = {}
         quality = {
-            "algorithm": self.settings.algorithm, "documents": len(ids), "documents_without_vector": len(without),
-            "partitions": nparts, "mac": float(adj.mean()) if len(adj) else 0.0,
-            "path_total": float(adj.sum(dtype=np.float64)), "u2_bound": u2,
-            "bound_ratio": float(adj.sum(dtype=np.float64) / u2) if u2 > 0 else None,
+            "algorithm": st.algorithm, "stitch": st.stitch, "documents": len(ids),
+            "documents_without_vector": len(without), "partitions": nparts, **figures,
             "bound_exact": bool(man.get("index", "").lower().startswith("flat") or man.get("exact", False)),
-            "knn_edge_fraction": edge_fraction,
-            "similarity_quantiles": {str(q): float(np.quantile(adj, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(adj) else {},
+            "seams": len(seams), "seam_mac": float(seams.mean()) if len(seams) else None,
         }
-        if labels is not None:
-            lab = np.array(["" if labels[r] is None else str(labels[r]) for r in rows])
-            quality["label_agreement"], quality["label_chance"] = label_agreement(lab, local)
-        write_json_atomic(quality, os.path.join(self.output_dir, "quality.json"))
-        self._publish(quality, adj, vectors, rows)
+        write_json_atomic(quality, os.path.join(self.output_dir, QUALITY_FILE))
+        self._publish(quality, adjacent, vectors, rows)
         self.stat_update("documents", value=len(ids))
         self.stat_update("documents_without_vector", value=len(without))
         for key in ("mac", "bound_ratio", "knn_edge_fraction", "label_agreement"):
@@ -245,16 +244,12 @@ class OrderStitch(PipelineStep):
         return
         yield
 
-
     def _publish(self, quality: dict, adjacent: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> None:
         """Figures and plots for `curate report`: adjacent similarity along the path and its
         histogram against the same documents in a random order."""
-        from curate.report import downsample, histogram, write_report_section
-        from stages.order.quality import adjacent_similarities
+        from stages.order.quality import random_order_similarities
 
-        rng = np.random.default_rng(self.seed)
-        perm = rows[rng.permutation(len(rows))]
-        random_adj = adjacent_similarities(vectors, perm) if len(perm) > 1 else np.empty(0)
+        random_adj = random_order_similarities(vectors, rows, self.seed)
         figures = {k: quality[k] for k in ("documents", "mac", "bound_ratio", "knn_edge_fraction",
                                             "label_agreement", "label_chance") if quality.get(k) is not None}
         figures["mac_random_order"] = float(random_adj.mean()) if len(random_adj) else 0.0
@@ -270,24 +265,13 @@ class OrderStitch(PipelineStep):
 @register_stage("order", settings=OrderSettings, kind="global")
 def build_order(settings: OrderSettings, ctx: StageContext) -> GlobalPlan:
     """Order documents along an approximate maximum-similarity path through the kNN graph (ICLM)."""
-    emb, nbr = ctx.latest("embed"), ctx.latest("neighbors")
-    if emb is None or nbr is None:
-        raise ValueError("order needs earlier `embed` and `neighbors` stages in the recipe")
-    inputs = {"embed": ctx.stage_data_dir(emb, "embed"), "neighbors": ctx.stage_data_dir(nbr, "search")}
+    inputs = {"embed": ctx.upstream_data_dir("embed", "embed"), "neighbors": ctx.upstream_data_dir("neighbors", "search")}
     seed = ctx.seed if settings.seed is None else settings.seed
-    ids_dir, part_dir, paths_dir, out_dir = (ctx.data_dir(p) for p in ("ids", "partition", "paths", "stitch"))
+    ids_dir, part_dir, paths_dir, out_dir = (ctx.data_dir(p) for p in ("ids", "partition", "paths", ORDER_PHASE))
     return GlobalPlan(phases=[
         Phase("ids", [OrderCollectIds(ids_dir)], reads_documents=True),
         Phase("partition", [OrderPartition(ids_dir, inputs, part_dir, settings, seed)], tasks=1),
         Phase("paths", [OrderPaths(part_dir, inputs, paths_dir, settings, seed)], tasks=max(1, ctx.tasks)),
-        Phase("stitch", [OrderStitch(part_dir, paths_dir, inputs, out_dir, settings, seed,
-                                     os.path.join(inputs["neighbors"], "manifest.json"))], tasks=1),
+        Phase(ORDER_PHASE, [OrderStitch(part_dir, paths_dir, inputs, out_dir, settings, seed,
+                                        os.path.join(inputs["neighbors"], "manifest.json"))], tasks=1),
     ])
-
-
-def order_file(ctx: StageContext, stage_id: str | None = None) -> str:
-    """Where the `order` stage `stage_id` (default: the latest) wrote its permutation."""
-    stage_id = stage_id or ctx.latest("order")
-    if stage_id is None:
-        raise ValueError("no earlier `order` stage")
-    return os.path.join(ctx.stage_data_dir(stage_id, "stitch"), "order.parquet")

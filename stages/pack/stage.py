@@ -3,8 +3,9 @@
 Phases:
 1. `store` (sharded, reads the current documents): (id, text) to parquet, once, so that packing can
    join the order with the documents in polars instead of re-reading jsonl.gz.
-2. `windows` (one task per contiguous slice of the path): joins its slice of `order.parquet` with
-   the store, tokenizes, packs (`concat` or `whole`), shuffles its windows (seeded), and writes
+2. `windows` (one task per contiguous slice of the path): joins its slice of `order.parquet` (read
+   through `stages/order/store.py`) with the store, tokenizes, packs (`concat` or `whole`), shuffles
+   its windows (seeded), and writes
    `windows/{rank:05d}.parquet` (window, input_ids, doc_ids, doc_offsets, doc_token_starts, pad)
    or `.jsonl.gz`, and datatrove's tokenized format `tokenized/{rank:05d}_windows.ds` (+ `.index`
    with document-piece ends, + `.metadata`); datatrove's `DatatroveFileDataset(path,
@@ -29,8 +30,10 @@ from datatrove.pipeline.base import PipelineStep
 from pydantic import Field
 
 from curate.atomic import write_json_atomic, write_parquet_atomic
+from curate.figures import histogram, write_report_section
 from curate.plan import GlobalPlan, Phase, StageContext
 from curate.registry import StageSettings, register_stage
+from stages.order.store import order_file, read_order
 
 
 class PackSettings(StageSettings):
@@ -113,7 +116,7 @@ class PackWindows(PipelineStep):
     def _slice(self, rank: int, world_size: int):
         import polars as pl
 
-        order = pl.read_parquet(self.order_path).sort("position")
+        order = read_order(self.order_path)
         n = order.height
         lo, hi = n * rank // world_size, n * (rank + 1) // world_size
         mine = order.slice(lo, hi - lo)
@@ -127,8 +130,6 @@ class PackWindows(PipelineStep):
         return joined, missing.height, extra
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        import polars as pl
-
         from stages.pack.packing import pack_concat, pack_whole
         from stages.pack.writers import write_datatrove_windows, write_window_table
 
@@ -177,7 +178,6 @@ class PackWindows(PipelineStep):
         """Window coherence against random windows of the same document counts (needs embeddings)."""
         if not self.embed_dir or not os.path.isdir(self.embed_dir):
             return {}
-        from curate.report import histogram
         from stages.embed.store import load_embeddings
         from stages.pack.packing import random_windows_like, window_coherences
 
@@ -226,8 +226,6 @@ class PackSummary(PipelineStep):
     def _publish(self, out: dict, slices: list[dict]) -> None:
         """Figures for `curate report`: window statistics and the per-window coherence histogram
         against windows of randomly chosen documents."""
-        from curate.report import histogram, write_report_section
-
         figures = {k: out[k] for k in ("windows", "documents", "tokens", "pad_fraction", "split_documents",
                                         "dropped_too_long", "coherence", "coherence_random") if k in out}
         histograms = {}
@@ -244,16 +242,11 @@ class PackSummary(PipelineStep):
 @register_stage("pack", settings=PackSettings, kind="global")
 def build_pack(settings: PackSettings, ctx: StageContext) -> GlobalPlan:
     """Pack documents in path order into fixed-length token windows (ICLM concat, or whole documents)."""
-    from stages.order.stage import order_file
-
-    order_id = ctx.latest("order")
-    if order_id is None:
-        raise ValueError("pack needs an earlier `order` stage in the recipe")
-    emb = ctx.latest("embed")
+    order = order_file(ctx)
+    embed_dir = ctx.upstream_data_dir("embed", "embed", required=False)
     store, windows, summary = ctx.data_dir("store"), ctx.data_dir("windows"), ctx.data_dir("summary")
     return GlobalPlan(phases=[
         Phase("store", [PackStoreTexts(store)], reads_documents=True),
-        Phase("windows", [PackWindows(order_file(ctx, order_id), store, windows, settings, ctx.seed,
-                                      ctx.stage_data_dir(emb, "embed") if emb else None)], tasks=max(1, ctx.tasks)),
+        Phase("windows", [PackWindows(order, store, windows, settings, ctx.seed, embed_dir)], tasks=max(1, ctx.tasks)),
         Phase("summary", [PackSummary(windows, summary, settings.context_length)], tasks=1),
     ])

@@ -1,4 +1,4 @@
-"""The quickstart corpus: the Python standard library's own documentation, rendered as text.
+"""The `python_docs` input, the quickstart corpus: the Python standard library's own documentation, rendered as text.
 
 Every Python install carries it, so the quickstart runs on a fresh offline machine with no input
 prepared by hand. One document per module (its docstring and a table of contents), per public class
@@ -12,14 +12,20 @@ browser, `this` prints), and the parent must not inherit that, nor the memory of
 from __future__ import annotations
 
 import gzip
+import importlib
+import inspect
 import json
 import os
+import pkgutil
+import pydoc
 import re
 import shutil
 import subprocess
 import sys
+import warnings
 
 from datatrove.pipeline.readers import JsonlReader
+from filelock import FileLock
 
 # Modules that act on import, need a display, or are test suites rather than documentation.
 SKIP_MODULES = {
@@ -38,12 +44,6 @@ def _public(name: str) -> bool:
 
 def iter_python_docs():
     """Yield (id, text, metadata) for the standard library, in a deterministic order."""
-    import importlib
-    import inspect
-    import pkgutil
-    import pydoc
-    import warnings
-
     warnings.simplefilter("ignore")
     names = sorted(n for n in sys.stdlib_module_names if _public(n) and n not in SKIP_MODULES)
     modules = []
@@ -123,12 +123,11 @@ def ensure_python_docs(folder: str, shards: int = 8) -> str:
             if json.load(f).get("shards") == shards:
                 return folder
     os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
-    from filelock import FileLock  # several tasks may start at once on a cluster
-
+    # several tasks may start at once on a cluster
     with FileLock(f"{folder}.lock"):
         if not os.path.exists(manifest):
             proc = subprocess.run(
-                [sys.executable, "-c", f"from stages.io.python_docs import write_python_docs as w; w({folder!r}, {shards})"],
+                [sys.executable, "-c", f"from curate.python_docs import write_python_docs as w; w({folder!r}, {shards})"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
