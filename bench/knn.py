@@ -1,34 +1,51 @@
-"""kNN graph benchmark: the `neighbors` stage (automatic index choice, tuned to recall@10 >= 0.95)
-against exact FAISS IndexFlatIP, on clustered synthetic 384-d vectors.
+"""kNN graph benchmark: the `neighbors` stage's default builder (the self-join, `method: join`) run as
+its datatrove phases, against today's FAISS IVF search at equal or better recall, timed in the same
+run, on clustered synthetic 384-d float16 vectors with k = 20.
 
-For each corpus size it runs the stage's own function (`build_knn_graph`: load shards, build, tune,
-search every row, write the graph) in a fresh process (so peak memory is that size's own), then
-computes recall@10 of the written graph on a query sample with a plain `faiss.IndexFlatIP` (not the
-stage's code), and times that exact search to extrapolate what exact all-pairs search would cost.
+Per corpus size (each phase in a fresh process, so its peak memory is its own):
+- the join: `quantize` (1 task: k-means, probe tuning, vectors by list), `search` (`--tasks` tasks on
+  `--workers` workers) and `finalize` (1 task); `join_s` is the three phases' wall time, the coarse
+  quantiser and interpreter starts included; peak resident memory per phase is its largest task's;
+- `recall_at_10`: the graph's first 10 neighbours against exact top-10 (FAISS brute force, not the
+  stage's code) on `--sample` seeded rows;
+- the IVF reference (`--skip-ivf` leaves it out): `IVF{lists},Flat` as `method: ivf` builds it for this
+  size, nprobe raised until its recall@10 on the same rows reaches the join's, then `--ivf-queries`
+  rows searched and the time extrapolated to every row; `speedup_vs_ivf` = (IVF build + search of all
+  rows) / `join_s`;
+- `--cluster-rows 1000`: the corpus has one sub-topic per 1,000 rows (the same corpus at 1M), so a
+  larger corpus has more topics rather than denser ones (by default 1,000 sub-topics at every size);
+- `--order`: then the `order` stage's phases (partition, paths in `--tasks` tasks, stitch) over the
+  written graph and vectors: time and peak memory per phase, MAC (bench/order_scale.py's runner).
+`--device gpu` runs the blocks, k-means and exact sample on the GPU (torch CUDA, faiss-gpu) and
+reports `gpu_mem_peak_gb` (torch's peak allocation over the phases).
 
-    python bench/knn.py            # 100,000 and 1,000,000 vectors
-    python bench/knn.py --quick    # 20,000 and 100,000
-    python bench/knn.py --sizes 200000 --index-shards 4
-        # also the sharded build (4 database-shard search tasks, merge, finalize as datatrove tasks,
-        # each phase in its own process): time, recall and peak memory per phase beside the one-task run
-Prints one JSON line.
+    python bench/knn.py --sizes 1000000                          # the issue's target run
+    python bench/knn.py --sizes 1000000,2000000 --order          # graph and order at 1M and 2M
+    python bench/knn.py --sizes 1000000,2000000 --skip-ivf --cluster-rows 1000   # scaling with topics
+    python bench/knn.py --sizes 1000000,10000000 --device gpu --skip-ivf   # what bench/gpu_check.sh runs
+    python bench/knn.py --quick                                  # 100,000 rows
+    python bench/knn.py --sizes 200000 --index-shards 2          # also the sharded IVF build (method: ivf)
+Prints one JSON line. The machine may be shared: read times as ratios within one run (the line
+carries the load average at start and end).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
-import resource
+import shutil
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-K = 10
+K = 20
+RECALL_AT = 10
 DIM = 384
+GPU_MARK = "GPU_PEAK_GB"
 
 
 def clustered_vectors(n: int, d: int = DIM, topics: int = 50, subtopics: int = 20, seed: int = 0):
@@ -53,56 +70,178 @@ def clustered_vectors(n: int, d: int = DIM, topics: int = 50, subtopics: int = 2
     return out
 
 
-def _run_size(n: int, sample: int, queue) -> None:
+def run_join_phase(embed_dir: str, graph_dir: str, phase: str, tasks: int, workers: int, device: str) -> None:
+    """One phase of the join build as datatrove tasks (run in its own process); prints its peaks."""
+    from datatrove.executor import LocalPipelineExecutor
+
+    from _fresh import print_peak
+    from stages.neighbors.stage import NeighborsJoin, NeighborsJoinFinalize, NeighborsQuantize, NeighborsSettings
+
+    settings = NeighborsSettings(k=K, device=device, tasks=tasks)
+    step = {"quantize": lambda: NeighborsQuantize(embed_dir, graph_dir, settings, 0),
+            "search": lambda: NeighborsJoin(graph_dir, settings, min(workers, tasks)),
+            "finalize": lambda: NeighborsJoinFinalize(embed_dir, graph_dir, settings, 0)}[phase]()
+    LocalPipelineExecutor([step], tasks=tasks, workers=min(workers, tasks), start_method="fork",
+                          logging_dir=os.path.join(graph_dir, "..", f"logs_{phase}")).run()
+    if device == "gpu":
+        import torch
+
+        if torch.cuda.is_available():  # with workers=1 every task ran in this process
+            print(GPU_MARK, torch.cuda.max_memory_allocated() / 2**30, flush=True)
+    print_peak()
+
+
+def independent_exact(x, rows, k: int, device: str):
+    """Exact top-k (self excluded) of x[rows] with FAISS brute force, streamed over the corpus."""
     import faiss
     import numpy as np
 
-    from stages.embed.store import write_shard
-    from stages.neighbors.stage import NeighborsSettings, build_knn_graph
-    from stages.neighbors.store import load_knn_graph
+    xq = np.ascontiguousarray(x[rows], dtype=np.float32)
+    heap = faiss.ResultHeap(len(rows), k + 1, keep_max=True)
+    res = faiss.StandardGpuResources() if device == "gpu" and hasattr(faiss, "StandardGpuResources") \
+        and faiss.get_num_gpus() > 0 else None
+    for lo in range(0, len(x), 262_144):
+        xb = np.ascontiguousarray(x[lo : lo + 262_144], dtype=np.float32)
+        if res is not None:
+            D, I = faiss.knn_gpu(res, xq, xb, min(k + 1, len(xb)), metric=faiss.METRIC_INNER_PRODUCT)
+        else:
+            D, I = faiss.knn(xq, xb, min(k + 1, len(xb)), metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(np.ascontiguousarray(D), np.ascontiguousarray(np.where(I >= 0, I + lo, -1)))
+    heap.finalize()
+    return np.array([i[i != r][:k] for r, i in zip(rows, heap.I)])
 
-    x = clustered_vectors(n)
-    with tempfile.TemporaryDirectory() as tmp:
-        embed_dir = os.path.join(tmp, "embed")
-        for rank, start in enumerate(range(0, n, 250_000)):
-            part = x[start : start + 250_000]
-            write_shard(embed_dir, rank, part, [str(i) for i in range(start, start + len(part))], None,
-                        {"model": "synthetic", "dim": DIM, "dtype": "float16", "normalized": True})
-        t = time.perf_counter()
-        manifest = build_knn_graph(embed_dir, os.path.join(tmp, "graph"), NeighborsSettings(k=K), seed=0)
-        stage_s = time.perf_counter() - t
-        graph = load_knn_graph(os.path.join(tmp, "graph"))
-    # Independent check: exact IndexFlatIP over the whole corpus for a query sample of our own.
-    rows = np.sort(np.random.default_rng(123).choice(n, size=sample, replace=False))
-    flat = faiss.IndexFlatIP(DIM)
-    for s in range(0, n, 100_000):
-        flat.add(np.ascontiguousarray(x[s : s + 100_000], dtype=np.float32))
+
+def recall(approx, exact) -> float:
+    return sum(len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approx, exact)) / exact.size
+
+
+def ivf_reference(embed_dir: str, rows_path: str, exact_path: str, goal: float, queries: int, out_path: str) -> None:
+    """Today's FAISS IVF search (`method: ivf`, as it chooses the index for this size) at recall@10 >=
+    `goal` on the sample: build time, tuned nprobe and the search time of all rows extrapolated from
+    `queries` rows (run in its own process)."""
+    import numpy as np
+
+    from _fresh import print_peak
+    from stages.embed.store import load_embeddings
+    from stages.neighbors import index as knn
+
+    _, x, _ = load_embeddings(embed_dir, mmap=True, check=False)
+    n = len(x)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    rows, exact = np.load(rows_path), np.load(exact_path)
+    key = f"IVF{knn.ivf_lists_for(n)},Flat"
     t = time.perf_counter()
-    _, exact = flat.search(np.ascontiguousarray(x[rows], dtype=np.float32), K + 1)
-    exact_s = time.perf_counter() - t
-    hits = 0
-    for r, e, a in zip(rows, exact, graph.neighbors[rows]):
-        e = e[e != r][:K]
-        hits += len(set(e.tolist()) & set(a.tolist()))
-    recall = hits / (K * len(rows))
-    exact_full_s = exact_s * n / sample
-    queue.put({
-        "n": n, "index": manifest["index"], "device": manifest["device"],
-        "search_parameter": f'{manifest["search_parameter"]}={manifest["search_parameter_value"]}',
-        "recall_at_10": round(recall, 4), "stated_recall_at_10": round(manifest["recall_at_k"], 4),
-        "stage_s": round(stage_s, 1), "build_s": manifest["build_s"], "search_s": manifest["search_s"],
-        "exact_flat_sample_s": round(exact_s, 2), "exact_flat_all_rows_est_s": round(exact_full_s, 1),
-        "speedup_vs_exact": round(exact_full_s / manifest["search_s"], 2) if manifest["search_s"] else None,
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-        "target_met": recall >= 0.95,
-    })
+    index = knn.build_index(x, key, "cpu", 0, 40)
+    build_s = time.perf_counter() - t
+    trace, nprobe = [], 8
+    while True:
+        knn.set_search_parameter(index, "nprobe", nprobe)
+        _, got = knn.search_rows(index, x, rows, K)
+        r = recall(got[:, :RECALL_AT], exact)
+        trace.append([nprobe, round(r, 4)])
+        if r >= goal or nprobe >= knn.ivf_list_count(index):
+            break
+        nprobe = min(knn.ivf_list_count(index), int(round(nprobe * 1.5)))
+    timed = np.sort(np.random.default_rng(7).choice(n, size=min(n, queries), replace=False))
+    t = time.perf_counter()
+    knn.search_rows(index, x, timed, K)
+    search_sample_s = time.perf_counter() - t
+    search_all_s = search_sample_s * n / len(timed)
+    with open(out_path, "w") as f:
+        json.dump({"index": key, "nprobe": nprobe, "recall_at_10": round(r, 4), "nprobe_trace": trace,
+                   "build_s": round(build_s, 1), "queries_timed": len(timed), "search_sample_s": round(search_sample_s, 2),
+                   "search_all_rows_est_s": round(search_all_s, 1), "total_est_s": round(build_s + search_all_s, 1)}, f)
+    print_peak()
 
 
-def write_embed_dir(embed_dir: str, n: int) -> None:
-    """The corpus in the embed stage's on-disk format (run in its own process by the sharded mode)."""
+def write_order_ids(root: str) -> None:
+    """The `ids` phase output the order stage reads: every document kept (run in its own process)."""
+    import polars as pl
+
+    os.makedirs(os.path.join(root, "ids"), exist_ok=True)
+    pl.read_parquet(os.path.join(root, "neighbors", "ids.parquet"), columns=["id"]).write_parquet(
+        os.path.join(root, "ids", "00000.parquet"))
+
+
+def one_size(n: int, args) -> dict:
+    import numpy as np
+
+    from _fresh import run_fresh
+    from stages.embed.store import load_embeddings
+    from stages.neighbors.store import KnnTable, read_manifest
+
+    root = tempfile.mkdtemp(prefix="bench_knn_", dir=args.tmp)
+    try:
+        embed_dir, graph_dir = os.path.join(root, "embed"), os.path.join(root, "neighbors")
+        run_fresh("knn", f"write_embed_dir({embed_dir!r}, {n}, {args.cluster_rows})")
+        phases, gpu_peak = {}, 0.0
+        # one GPU: its tasks run one after another in the phase's own process, which reads torch's peak
+        workers = 1 if args.device == "gpu" else args.workers
+        for phase, tasks in (("quantize", 1), ("search", args.tasks), ("finalize", 1)):
+            t = time.perf_counter()
+            out, peak = run_fresh("knn", f"run_join_phase({embed_dir!r}, {graph_dir!r}, {phase!r}, {tasks}, "
+                                         f"{workers}, {args.device!r})")
+            phases[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 1), "peak_rss_gb": round(peak, 3)}
+            if GPU_MARK in out:
+                gpu_peak = max(gpu_peak, float(out.split(GPU_MARK)[-1].split()[0]))
+        join_s = sum(p["seconds"] for p in phases.values())
+        manifest = read_manifest(graph_dir)
+        _, x, _ = load_embeddings(embed_dir, mmap=True, check=False)
+        rows = np.sort(np.random.default_rng(123).choice(n, size=min(n, args.sample), replace=False))
+        exact = independent_exact(x, rows, RECALL_AT, args.device)
+        got = KnnTable(graph_dir).rows(rows)[0][:, :RECALL_AT]
+        r = recall(got, exact)
+        result = {
+            "n": n, "recall_at_10": round(r, 4), "stated_recall_at_20": round(manifest["recall_at_k"], 4),
+            "join_s": round(join_s, 1), "phases": phases,
+            "peak_rss_gb_largest_task": max(p["peak_rss_gb"] for p in phases.values()),
+            "lists": manifest["lists"], "probes": manifest["probes"], "precision": manifest["precision"],
+            "device": manifest["device"], "comparisons_share": round(manifest["comparisons_share"], 5),
+        }
+        if args.device == "gpu":
+            result["gpu_mem_peak_gb"] = round(gpu_peak, 2)
+        if not args.skip_ivf and n <= args.ivf_max_size:
+            np.save(os.path.join(root, "rows.npy"), rows)
+            np.save(os.path.join(root, "exact.npy"), exact)
+            ivf_out = os.path.join(root, "ivf.json")
+            _, peak = run_fresh("knn", f"ivf_reference({embed_dir!r}, {os.path.join(root, 'rows.npy')!r}, "
+                                       f"{os.path.join(root, 'exact.npy')!r}, {r!r}, {args.ivf_queries}, {ivf_out!r})")
+            with open(ivf_out) as f:
+                ivf = json.load(f)
+            ivf["peak_rss_gb"] = round(peak, 2)
+            result["ivf"] = ivf
+            result["speedup_vs_ivf"] = round(ivf["total_est_s"] / join_s, 2)
+            result["ivf_recall_at_least_join"] = ivf["recall_at_10"] >= r
+        if args.order:
+            from order_scale import run_stage_phase  # noqa: F401  (checked importable before the run)
+
+            run_fresh("knn", f"write_order_ids({root!r})")
+            order = {}
+            for phase, tasks in (("partition", 1), ("paths", args.tasks), ("stitch", 1)):
+                t = time.perf_counter()
+                _, peak = run_fresh("order_scale", f"run_stage_phase({root!r}, {phase!r}, {tasks}, {args.workers}, 50000)")
+                order[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 1), "peak_rss_gb": round(peak, 3)}
+            with open(os.path.join(root, "stitch", "quality.json")) as f:
+                quality = json.load(f)
+            result["order"] = {"phases": order, "seconds": round(sum(p["seconds"] for p in order.values()), 1),
+                               "peak_rss_gb_largest_task": max(p["peak_rss_gb"] for p in order.values()),
+                               "mac": round(quality["mac"], 5), "bound_ratio": quality.get("bound_ratio")}
+            result["graph_and_order_s"] = round(join_s + result["order"]["seconds"], 1)
+        result["targets"] = {"recall_at_10_ge_0.95": r >= 0.95, "largest_task_le_1.5gb": result["peak_rss_gb_largest_task"] <= 1.5}
+        if "speedup_vs_ivf" in result:
+            result["targets"]["speedup_vs_ivf_ge_10"] = result["speedup_vs_ivf"] >= 10
+        return result
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def write_embed_dir(embed_dir: str, n: int, cluster_rows: int = 0) -> None:
+    """The corpus in the embed stage's on-disk format (run in its own process). `cluster_rows` > 0:
+    the number of sub-topics grows with the corpus (n / cluster_rows of them, 20 per topic at 1M with
+    1000); 0: always 1,000 sub-topics, so a larger corpus is denser in each."""
     from stages.embed.store import write_shard
 
-    x = clustered_vectors(n)
+    x = clustered_vectors(n, subtopics=max(1, round(n / (50 * cluster_rows))) if cluster_rows else 20)
     for rank, start in enumerate(range(0, n, 250_000)):
         part = x[start : start + 250_000]
         write_shard(embed_dir, rank, part, [str(i) for i in range(start, start + len(part))], None,
@@ -149,48 +288,56 @@ def sharded(n: int, shards: int, workers: int, sample: int) -> dict:
         flat = faiss.IndexFlatIP(DIM)
         for s in range(0, n, 100_000):
             flat.add(np.ascontiguousarray(x[s : s + 100_000], dtype=np.float32))
-        _, exact = flat.search(np.ascontiguousarray(x[rows], dtype=np.float32), K + 1)
-        got = KnnTable(graph_dir).rows(rows)[0]
-        hits = sum(len(set(e[e != r][:K].tolist()) & set(a.tolist())) for r, e, a in zip(rows, exact, got))
+        _, exact = flat.search(np.ascontiguousarray(x[rows], dtype=np.float32), RECALL_AT + 1)
+        got = KnnTable(graph_dir).rows(rows)[0][:, :RECALL_AT]
+        hits = sum(len(set(e[e != r][:RECALL_AT].tolist()) & set(a.tolist())) for r, e, a in zip(rows, exact, got))
         return {
             "n": n, "index_shards": shards, "shard_index": manifest["index"],
             "search_parameter": [f'{s.get("search_parameter")}={s.get("search_parameter_value")}' for s in manifest["shards"]],
-            "recall_at_10": round(hits / (K * len(rows)), 4), "stated_recall_at_10": round(manifest["recall_at_k"], 4),
+            "recall_at_10": round(hits / (RECALL_AT * len(rows)), 4), "stated_recall_at_20": round(manifest["recall_at_k"], 4),
             "phases": phases, "seconds_total": round(sum(p["seconds"] for p in phases.values()), 1),
             "peak_rss_gb_largest_task": max(p["peak_rss_gb"] for p in phases.values()),
         }
 
 
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="20,000 and 100,000 vectors")
-    ap.add_argument("--sizes", type=int, nargs="*", help="corpus sizes (overrides the defaults)")
-    ap.add_argument("--sample", type=int, default=1000, help="queries checked against exact search")
-    ap.add_argument("--index-shards", type=int, default=0, help="also run the sharded build with this many database shards")
-    ap.add_argument("--workers", type=int, default=2, help="tasks at once in the sharded build")
+    ap.add_argument("--quick", action="store_true", help="100,000 vectors")
+    ap.add_argument("--sizes", default="", help="corpus sizes, comma-separated (default 1000000)")
+    ap.add_argument("--sample", type=int, default=1000, help="rows checked against exact search")
+    ap.add_argument("--tasks", type=int, default=8, help="tasks of the join's search phase (and the order's paths)")
+    ap.add_argument("--workers", type=int, default=2, help="tasks at once")
+    ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the join's blocks run")
+    ap.add_argument("--skip-ivf", action="store_true", help="no IVF reference")
+    ap.add_argument("--ivf-max-size", type=int, default=1_000_000, help="IVF reference only up to this size")
+    ap.add_argument("--ivf-queries", type=int, default=5000, help="IVF queries timed (extrapolated to every row)")
+    ap.add_argument("--order", action="store_true", help="also run the order stage's phases over the graph")
+    ap.add_argument("--index-shards", type=int, default=0, help="also the sharded IVF build with this many database shards")
+    ap.add_argument("--cluster-rows", type=int, default=0,
+                    help="sub-topics grow with the corpus, this many rows each (0: 1,000 sub-topics at every size)")
+    ap.add_argument("--tmp", default=None, help="folder for the corpus and graph (default: the system's temporary folder)")
     args = ap.parse_args()
     import faiss
+    import torch
 
-    sizes = args.sizes or ([20_000, 100_000] if args.quick else [100_000, 1_000_000])
-    ctx = mp.get_context("spawn")
+    sizes = [int(v) for v in args.sizes.replace(" ", ",").split(",") if v] or ([100_000] if args.quick else [1_000_000])
+    load_start = os.getloadavg()
     results = []
     for n in sizes:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_run_size, args=(n, min(args.sample, n), queue))
-        proc.start()
-        results.append(queue.get())
-        proc.join()
+        results.append(one_size(n, args))
         if args.index_shards > 1:
-            one = results[-1]
-            results[-1] = {"one_task": one, "sharded": sharded(n, args.index_shards, args.workers, min(args.sample, n))}
-            sh = results[-1]["sharded"]
-            results[-1]["sharded_vs_one_task"] = {
-                "time_ratio": round(sh["seconds_total"] / one["stage_s"], 2),
-                "peak_memory_ratio": round(sh["peak_rss_gb_largest_task"] / one["peak_rss_gb"], 2),
-                "recall_difference": round(sh["recall_at_10"] - one["recall_at_10"], 4),
-            }
-    print(json.dumps({"bench": "knn", "k": K, "dim": DIM, "cpus": os.cpu_count(), "faiss": faiss.__version__,
-                      "faiss_gpus": faiss.get_num_gpus(), "results": results}))
+            results[-1]["sharded_ivf"] = sharded(n, args.index_shards, args.workers, min(args.sample, n))
+    out = {"bench": "knn", "k": K, "dim": DIM, "cpus": os.cpu_count(), "tasks": args.tasks, "workers": args.workers,
+           "cluster_rows": args.cluster_rows,
+           "device": args.device, "faiss": faiss.__version__, "torch": torch.__version__,
+           "faiss_gpus": faiss.get_num_gpus(), "load_avg_start": [round(v, 1) for v in load_start],
+           "load_avg_end": [round(v, 1) for v in os.getloadavg()], "results": results}
+    if len(results) >= 2:
+        out["time_ratio_last_to_first"] = round(results[-1]["join_s"] / results[0]["join_s"], 3)
+        out["size_ratio_last_to_first"] = round(results[-1]["n"] / results[0]["n"], 3)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

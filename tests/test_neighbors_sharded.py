@@ -79,13 +79,14 @@ def test_ivf_shards_meet_the_recall_target(tmp_path):
     assert manifest["recall_at_k"] >= 0.88
 
 
-def test_cluster_recipes_shard_the_knn_search_onto_gpu_tasks():
-    """The shipped cluster recipes plan the sharded search: S search tasks with GPUs, merge, finalize."""
+def test_cluster_recipes_spread_the_knn_join_onto_gpu_tasks():
+    """The shipped cluster recipes plan the self-join: quantize, 8 join tasks with GPUs, finalize."""
     from curate.recipe import load_recipe
     from curate.runner import plan_run
 
     for name in ("iclm_slurm", "iclm_ray"):
         phases = {p.id: p for p in plan_run(load_recipe(name)).phases}
         assert phases["neighbors.search"].tasks == 8 and phases["neighbors.search"].gpus == 1
+        assert phases["neighbors.quantize"].tasks == 1 and phases["neighbors.quantize"].gpus == 1
         assert phases["embed.embed"].gpus == 1 and phases["order.paths"].gpus == 0
-        assert phases["neighbors.merge"].tasks == 64 and phases["neighbors.finalize"].tasks == 1
+        assert phases["neighbors.finalize"].tasks == 1 and "neighbors.merge" not in phases

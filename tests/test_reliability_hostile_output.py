@@ -17,9 +17,11 @@ import pytest
 from helpers import REPO, curate_cli, read_docs, synthetic_docs, write_jsonl_gz, write_recipe
 
 
-def _recipe(data: Path, out: Path, stages=("normalize",), tasks: int = 1, workers: int = 1) -> dict:
+def _recipe(data: Path, out: Path, stages=("normalize",), tasks: int = 1, workers: int = 1,
+            in_process_mb: float = 0) -> dict:
+    # in_process_mb 0: worker processes even for small inputs, as the signal and lock tests need
     return {"name": "hostile", "input": {"format": "jsonl", "paths": str(data)}, "output": str(out),
-            "executor": {"tasks": tasks, "workers": workers}, "stages": list(stages)}
+            "executor": {"tasks": tasks, "workers": workers, "in_process_mb": in_process_mb}, "stages": list(stages)}
 
 
 def _tree(root: Path) -> dict[str, bytes | str]:

@@ -169,7 +169,12 @@ def load_embeddings(data_dir: str, mmap: bool = False, check: bool = True):
     for rank in ranks:
         vec_path, ids_path = shard_paths(data_dir, rank)
         table = pl.read_parquet(ids_path)
-        vecs = np.load(vec_path, mmap_mode="r" if mmap else None).reshape(-1, dim)
+        vecs = np.load(vec_path, mmap_mode="r" if mmap else None)
+        if vecs.ndim != 2 or vecs.shape[1] != dim:
+            if vecs.size:  # an empty shard may be stored flat
+                raise ValueError(f"{vec_path}: vectors of shape {tuple(vecs.shape)}, but the embed manifest says "
+                                 f"dimension {dim}; this shard was not written by this embed stage: rerun it")
+            vecs = vecs.reshape(-1, dim)
         if len(vecs) != table.height:
             raise ValueError(f"shard {rank}: {len(vecs)} vectors but {table.height} ids")
         if check:

@@ -1,18 +1,20 @@
-"""`neighbors`: the k-nearest-neighbour graph of the embedded corpus (FAISS), with its measured recall.
+"""`neighbors`: the k-nearest-neighbour graph of the embedded corpus, with its measured recall.
 
-Default (`index_shards: 1`): one phase, `search`, one task: load every embed shard, choose and build
-the index (GPU when faiss has one), tune nprobe/efSearch on a seeded query sample against exact
-search, search every row, and write the graph in shards (format: `stages/neighbors/store.py`). FAISS
-parallelises the work over the machine's cores (or the GPU). That task holds the corpus and its index.
-
-`index_shards: S` > 1 (a corpus too big for one task): phases `search` (S tasks, one database shard
-each), `merge` and `finalize` (see `stages/neighbors/sharded.py`); no task holds the whole corpus.
+Settings and the datatrove steps that wrap the algorithms; the algorithms live beside them:
+- `method: join` (the default, `join.py`): phases `quantize` (1 task: k-means lists, probe count
+  tuned to the target recall, vectors rewritten by list), `search` (`tasks` tasks: dense similarity
+  blocks of each group of lists against its candidate lists, top-k per row) and `finalize` (1 task:
+  ids, graph shards, recall against exact search, manifest). Exact (float32, every row against every
+  row) up to `flat_max_rows`. No task holds the corpus: ~0.3 GB per search task plus 16 B x k per row
+  it owns. Blocks run on CUDA when torch sees a GPU (`device`).
+- `method: ivf` (`search.py`, `sharded.py`): the FAISS index search (Flat / tuned IVF or HNSW / the
+  recipe's factory string) in one task, or `index_shards` database shards searched by their own tasks
+  and merged per row. The task holds the corpus and its index.
+The graph is written in the `search` phase's data folder in one format (`store.py`) either way.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from typing import Literal
 
 from datatrove.data import DocumentsPipeline
@@ -21,45 +23,164 @@ from pydantic import Field
 
 from curate.plan import GlobalPlan, Phase, StageContext
 from curate.registry import StageSettings, register_stage
+from stages.neighbors.search import build_knn_graph  # noqa: F401  (the one-task search, importable from here)
 
 
 class NeighborsSettings(StageSettings):
     k: int = Field(20, ge=1, description="neighbours per document (the ICLM paper uses 50)")
+    method: Literal["auto", "join", "ivf"] = Field(
+        "auto",
+        description="'join': self-join of dense similarity blocks over k-means lists, spread over `tasks` "
+        "tasks (exact up to flat_max_rows); 'ivf': FAISS index search (Flat/IVF/HNSW) in one task, or "
+        "`index_shards` tasks; 'auto': 'ivf' when `index` names a factory string or index_shards > 1, else 'join'",
+    )
     index: str = Field(
         "auto",
-        description="'auto' (Flat when small, else IVF sized to memory) or a FAISS factory string, "
+        description="ivf: 'auto' (Flat when small, else IVF sized to memory) or a FAISS factory string, "
         "e.g. 'IVF4096,Flat', 'IVF32768,PQ64', 'HNSW32'",
     )
-    device: Literal["auto", "cpu", "gpu"] = Field("auto", description="'auto': GPU when faiss sees one")
-    flat_max_rows: int = Field(0, ge=0, description="exact search up to this many rows; 0 = 50,000 on CPU, 2,000,000 on GPU")
-    nprobe: int = Field(0, ge=0, description="IVF lists probed; 0 = tuned up to target_recall")
-    ef_search: int = Field(0, ge=0, description="HNSW efSearch; 0 = tuned up to target_recall")
-    target_recall: float = Field(0.95, gt=0, le=1, description="recall@k the tuning aims for")
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="'auto': GPU when there is one (join: torch sees CUDA; ivf: faiss has a GPU)")
+    flat_max_rows: int = Field(
+        0, ge=0, description="exact search up to this many rows; 0 = 50,000 (ivf on a GPU: 2,000,000)")
+    rows_per_list: int = Field(
+        1000, ge=2, description="join: average rows per k-means list (lists = rows / this); a group of lists "
+        "is one block of work")
+    probes: int = Field(
+        0, ge=0, description="join: candidate lists per list (the lists its rows voted nearest); 0 = tuned "
+        "up to target_recall on the recall sample")
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="join: dtype of the block products; 'auto' = float16 on a GPU, bfloat16 on CPUs "
+        "with native bfloat16 (AVX512-BF16/AMX), else float32. The best k x rerank candidates are re-scored "
+        "in float32, so written similarities are exact either way")
+    tasks: int = Field(0, ge=0, description="join: tasks of the `search` phase; 0 = the run's executor.tasks")
+    nprobe: int = Field(0, ge=0, description="ivf: IVF lists probed; 0 = tuned up to target_recall")
+    ef_search: int = Field(0, ge=0, description="ivf: HNSW efSearch; 0 = tuned up to target_recall")
+    target_recall: float = Field(0.95, gt=0, le=1, description="recall@k the tuning (probes, nprobe, efSearch) aims for")
     recall_margin: float = Field(
         0.01, ge=0, description="tune until the sample's recall reaches target_recall + this (sampling error)"
     )
-    recall_sample: int = Field(1000, ge=1, description="query rows on which recall@k is measured against exact search")
+    recall_sample: int = Field(1000, ge=1, description="rows on which recall@k is tuned and measured against exact search")
     max_probe_fraction: float = Field(
         0.25, gt=0, le=1,
-        description="auto index only: if the tuned nprobe exceeds this share of the IVF lists, IVF is no "
+        description="ivf, auto index only: if the tuned nprobe exceeds this share of the IVF lists, IVF is no "
         "faster than exact search, so search exactly (Flat) instead",
     )
-    rerank: int = Field(0, ge=0, description="re-score this many candidates per neighbour exactly; 0 = 4 for PQ/SQ8 codes, 1 otherwise")
-    memory_gb: float = Field(0, ge=0, description="memory the index may use; 0 = half of the available memory")
-    train_per_list: int = Field(40, ge=1, description="training vectors per IVF list (seeded sample)")
+    rerank: int = Field(
+        0, ge=0, description="re-score this many candidates per neighbour exactly; 0 = join: 2 (low-precision "
+        "blocks); ivf: 4 for PQ/SQ8 codes, 1 otherwise")
+    memory_gb: float = Field(0, ge=0, description="ivf: memory the index may use; 0 = half of the available memory")
+    train_per_list: int = Field(40, ge=1, description="training vectors per k-means / IVF list (seeded sample)")
     rows_per_shard: int = Field(100_000, ge=1, description="graph rows per knn_*.npz file")
-    threads: int = Field(0, ge=0, description="FAISS CPU threads; 0 = all cores")
-    gpus: int = Field(0, ge=0, description="GPUs to request from a cluster executor")
+    threads: int = Field(0, ge=0, description="CPU threads of FAISS and torch per task; 0 = all cores (join search: the cores shared "
+                         "among the tasks running at once)")
+    gpus: int = Field(0, ge=0, description="GPUs to request from a cluster executor (per task of the GPU phases)")
     index_shards: int = Field(
         1, ge=1,
-        description="split the corpus into this many database shards, each indexed and searched by its own "
+        description="ivf: split the corpus into this many database shards, each indexed and searched by its own "
         "task, results merged per row; 1 = one index over the whole corpus in one task",
     )
 
+    def resolved_method(self) -> str:
+        if self.method != "auto":
+            return self.method
+        return "ivf" if (self.index != "auto" or self.index_shards > 1) else "join"
+
+
+def set_threads(settings: NeighborsSettings, parallel: int = 1) -> None:
+    """`threads` per task, or the cores shared among the `parallel` tasks running at once (threads
+    that outnumber the cores spin-wait in every small torch/FAISS call: measured 10-100x slower)."""
+    import os
+
+    threads = settings.threads
+    if not threads and parallel > 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores // parallel)
+    if threads:
+        import faiss
+        import torch
+
+        faiss.omp_set_num_threads(threads)
+        torch.set_num_threads(threads)
+
+
+class NeighborsQuantize(PipelineStep):
+    """`quantize` phase of the join: k-means lists, probes tuned on the recall sample, vectors by list."""
+
+    name = "🕸️ kNN graph: quantize"
+    type = "🔢 - EMBED"
+    _requires_dependencies = [("faiss", "faiss-cpu"), "torch"]
+
+    def __init__(self, embed_dir: str, data_dir: str, settings: NeighborsSettings, seed: int = 0):
+        super().__init__()
+        self.embed_dir, self.data_dir, self.settings, self.seed = embed_dir, data_dir, settings, seed
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from stages.neighbors.join import quantize
+
+        if rank != 0:
+            return
+        set_threads(self.settings)
+        with self.track_time("quantize"):
+            info = quantize(self.embed_dir, self.data_dir, self.settings, self.seed)
+        for key in ("n", "lists", "probes", "comparisons", "list_rows_max"):
+            self.stat_update(key, value=int(info[key]), unit="run")
+        self.stat_update("tuned_recall_x1e6", value=int(round(info["tuned_recall"] * 1e6)), unit="run")
+        return
+        yield
+
+
+class NeighborsJoin(PipelineStep):
+    """`search` phase of the join: each task computes the top-k of the rows of its groups."""
+
+    name = "🕸️ kNN graph: join blocks"
+    type = "🔢 - EMBED"
+    _requires_dependencies = ["torch"]
+
+    def __init__(self, data_dir: str, settings: NeighborsSettings, parallel: int = 1):
+        super().__init__()
+        self.data_dir, self.settings, self.parallel = data_dir, settings, parallel
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from stages.neighbors.join import join_task
+
+        set_threads(self.settings, self.parallel)
+        with self.track_time("join"):
+            result = join_task(self.data_dir, rank, world_size, self.settings)
+        for key in ("groups", "rows", "comparisons"):
+            self.stat_update(key, value=int(result[key]))
+        return
+        yield
+
+
+class NeighborsJoinFinalize(PipelineStep):
+    """`finalize` phase of the join: ids, graph shards, recall against exact search, manifest."""
+
+    name = "🕸️ kNN graph: recall and manifest"
+    type = "🔢 - EMBED"
+
+    def __init__(self, embed_dir: str, data_dir: str, settings: NeighborsSettings, seed: int = 0):
+        super().__init__()
+        self.embed_dir, self.data_dir, self.settings, self.seed = embed_dir, data_dir, settings, seed
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from stages.neighbors.join import finalize_join
+
+        if rank != 0:
+            return
+        manifest = finalize_join(self.embed_dir, self.data_dir, self.settings, self.seed)
+        self.stat_update("n", value=manifest["n"], unit="run")
+        self.stat_update("recall_at_k_x1e6", value=int(round(manifest["recall_at_k"] * 1e6)), unit="run")
+        return
+        yield
+
 
 class NeighborsSearch(PipelineStep):
+    """`method: ivf`, one task: the FAISS index search over the whole corpus (`search.py`)."""
+
     name = "🕸️ kNN graph"
     type = "🔢 - EMBED"
+    _requires_dependencies = [("faiss", "faiss-cpu")]
 
     def __init__(self, embed_dir: str, output_dir: str, settings: NeighborsSettings | None = None, seed: int = 0):
         super().__init__()
@@ -78,92 +199,8 @@ class NeighborsSearch(PipelineStep):
         yield
 
 
-def build_knn_graph(embed_dir: str, output_dir: str, s: NeighborsSettings, seed: int = 0) -> dict:
-    """Everything the `search` phase does, callable without datatrove. Returns the manifest plus
-    timings (which stay out of the manifest file)."""
-    import faiss
-    import numpy as np
-    import polars as pl
-
-    from curate.atomic import write_json_atomic, write_parquet_atomic
-    from stages.embed.store import load_embeddings, read_manifest as read_embed_manifest
-    from stages.neighbors import index as knn
-    from stages.neighbors.store import IDS, MANIFEST, write_knn_shard
-
-    if s.threads:
-        faiss.omp_set_num_threads(s.threads)
-    t0 = time.perf_counter()
-    ids, vectors, labels = load_embeddings(embed_dir)
-    n, d = vectors.shape
-    table = {"id": pl.Series("id", ids, dtype=pl.String)}
-    if labels is not None:
-        table["label"] = pl.Series("label", labels, dtype=pl.String)
-    write_parquet_atomic(pl.DataFrame(table), os.path.join(output_dir, IDS))
-
-    k = s.k
-    gpu_ok = knn.select_faiss_device(index_key=s.index if s.index != "auto" else "Flat") == "gpu"
-    on_gpu = s.device == "gpu" or (s.device == "auto" and gpu_ok)
-    flat_max = s.flat_max_rows or (2_000_000 if on_gpu else 50_000)
-    memory = s.memory_gb * 2**30 if s.memory_gb else knn.available_memory_bytes() / 2
-    key = s.index if s.index != "auto" else knn.choose_index_key(n, d, memory, flat_max)
-    device = "gpu" if on_gpu and knn.select_faiss_device(index_key=key) == "gpu" else "cpu"
-    rerank = s.rerank or knn.default_rerank(key)
-
-    t_build = time.perf_counter()
-    index = knn.build_index(vectors, key, device, seed, s.train_per_list) if n else None
-    build_s = time.perf_counter() - t_build
-
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, size=min(n, s.recall_sample), replace=False)) if n else np.zeros(0, np.int64)
-    t_exact = time.perf_counter()
-    _, exact_I = knn.exact_knn(vectors, sample, k, device) if n else (None, np.zeros((0, k), np.int64))
-    exact_s = time.perf_counter() - t_exact
-    fixed = s.nprobe if knn.search_parameter(index) == "nprobe" else s.ef_search
-    tuning = knn.tune_search(index, vectors, sample, exact_I, k, s.target_recall, fixed, device, rerank=rerank,
-                        margin=s.recall_margin) \
-        if n else knn.TuningResult(None, None, 1.0)
-
-    nlist = knn.ivf_list_count(index) if n else None
-    fell_back = (
-        s.index == "auto" and tuning.parameter == "nprobe" and nlist is not None
-        and tuning.value > s.max_probe_fraction * nlist
-        and n * (4 * d + 2 * d) <= memory
-    )
-    if fell_back:
-        del index
-        key, rerank = "Flat", 1
-        index = knn.build_index(vectors, key, device, seed)
-        tuning = knn.TuningResult(None, None, 1.0, tuning.trace)
-
-    t_search = time.perf_counter()
-    sample_I = np.zeros((len(sample), k), np.int64)
-    for shard, start in enumerate(range(0, max(n, 1), s.rows_per_shard)):
-        rows = np.arange(start, min(n, start + s.rows_per_shard))
-        D, I = knn.search_rows(index, vectors, rows, k, rerank) if len(rows) else (
-            np.zeros((0, k), np.float32), np.zeros((0, k), np.int64))
-        in_shard = (sample >= start) & (sample < start + len(rows))
-        sample_I[in_shard] = I[sample[in_shard] - start]
-        write_knn_shard(output_dir, shard, start, I, D.astype(np.float16))
-    search_s = time.perf_counter() - t_search
-    # The stated recall is that of the rows as written, not of the tuning pass.
-    recall = knn.recall_at_k(sample_I, exact_I)
-    manifest = {
-        "n": int(n), "k": k, "dim": int(d), "metric": "ip", "index": key, "device": device,
-        "recall_at_k": float(recall), "recall_sample_size": int(len(sample)),
-        "recall_sample_rows": sample.tolist(), "search_parameter": tuning.parameter,
-        "search_parameter_value": tuning.value, "tuning_trace": tuning.trace, "rerank": rerank,
-        "target_recall": s.target_recall, "seed": seed, "fell_back_to_exact": bool(fell_back),
-        "embedding_model": read_embed_manifest(embed_dir).get("model"),
-    }
-    write_json_atomic(manifest, os.path.join(output_dir, MANIFEST))
-    # Timings go to the stats only, so the manifest is byte-identical across reruns.
-    timings = {"build_s": round(build_s, 3), "exact_sample_s": round(exact_s, 3), "search_s": round(search_s, 3),
-               "total_s": round(time.perf_counter() - t0, 3)}
-    return {**manifest, **timings}
-
-
 class NeighborsShardSearch(PipelineStep):
-    """`search` phase of the sharded graph: task j indexes database shard j and queries every row."""
+    """`method: ivf`, `search` phase of the sharded graph: task j indexes database shard j and queries every row."""
 
     name = "🕸️ kNN graph: shard search"
     type = "🔢 - EMBED"
@@ -175,10 +212,7 @@ class NeighborsShardSearch(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         from stages.neighbors.sharded import search_one_shard
 
-        if self.settings.threads:
-            import faiss
-
-            faiss.omp_set_num_threads(self.settings.threads)
+        set_threads(self.settings)
         with self.track_time("shard"):
             info = search_one_shard(self.embed_dir, self.data_dir, rank, world_size, self.settings, self.seed)
         self.stat_update("database_rows", value=info["rows"][1] - info["rows"][0])
@@ -213,7 +247,7 @@ class NeighborsMerge(PipelineStep):
 
 
 class NeighborsFinalize(PipelineStep):
-    """`finalize` phase: ids, recall of the merged graph against exact search, manifest."""
+    """`finalize` phase of the sharded ivf search: ids, recall of the merged graph against exact search, manifest."""
 
     name = "🕸️ kNN graph: recall and manifest"
     type = "🔢 - EMBED"
@@ -234,15 +268,24 @@ class NeighborsFinalize(PipelineStep):
 
 @register_stage("neighbors", settings=NeighborsSettings, kind="global", requires=("embed",))
 def build_neighbors(settings: NeighborsSettings, ctx: StageContext) -> GlobalPlan:
-    """k-nearest-neighbour graph of the embeddings (FAISS; exact when small, tuned IVF/HNSW above)."""
+    """k-nearest-neighbour graph of the embeddings: a self-join of dense similarity blocks over k-means
+    lists spread over tasks (exact when small), or FAISS IVF/HNSW search (`method: ivf`)."""
     embed_dir, graph_dir = ctx.upstream_data_dir("embed", "embed"), ctx.data_dir("search")
+    gpus = settings.gpus
+    if settings.resolved_method() == "join":
+        tasks = settings.tasks or max(1, ctx.tasks)
+        # every phase works in the `search` folder, where readers of the graph look for it
+        return GlobalPlan(phases=[
+            Phase("quantize", [NeighborsQuantize(embed_dir, graph_dir, settings, ctx.seed)], tasks=1, gpus=gpus),
+            Phase("search", [NeighborsJoin(graph_dir, settings, min(max(1, ctx.workers), tasks))], tasks=tasks, gpus=gpus),
+            Phase("finalize", [NeighborsJoinFinalize(embed_dir, graph_dir, settings, ctx.seed)], tasks=1),
+        ])
     if settings.index_shards > 1:
-        # every phase writes into the `search` folder, where readers of the graph look for it
         return GlobalPlan(phases=[
             Phase("search", [NeighborsShardSearch(embed_dir, graph_dir, settings, ctx.seed)], tasks=settings.index_shards,
-                  gpus=settings.gpus),
+                  gpus=gpus),
             Phase("merge", [NeighborsMerge(embed_dir, graph_dir, settings)], tasks=max(1, ctx.tasks)),
             Phase("finalize", [NeighborsFinalize(embed_dir, graph_dir, settings, ctx.seed)], tasks=1),
         ])
     step = NeighborsSearch(embed_dir, graph_dir, settings, ctx.seed)
-    return GlobalPlan(phases=[Phase("search", [step], tasks=1, gpus=settings.gpus)])
+    return GlobalPlan(phases=[Phase("search", [step], tasks=1, gpus=gpus)])
