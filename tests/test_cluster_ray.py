@@ -239,7 +239,10 @@ def test_killed_and_failed_tasks_then_rerun_equal_a_clean_run(local_run, ray_clu
     got, expected = data_digests(again), data_digests(local)
     assert "neighbors.search" in {k.split("/")[0] for k in got}
     assert got == {k: v for k, v in expected.items() if k in got}
-    assert {k.split("/")[0] for k in got} == {p["id"] for p in again.record["phases"]}
+    # every phase wrote data of its own, except the kNN join's quantize and finalize phases, which write
+    # into neighbors.search/data (its lists, then the graph)
+    assert {k.split("/")[0] for k in got} == {p["id"] for p in again.record["phases"]} - {
+        "neighbors.quantize", "neighbors.finalize"}
 
 
 def test_a_task_no_node_can_hold_is_refused(local_run, ray_cluster, tmp_path):

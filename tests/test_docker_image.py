@@ -265,7 +265,10 @@ def test_cpu_image_runs_the_quickstart(tmp_path):
     assert record["status"] == "done"
     assert record["recipe"].startswith("/opt/curate/recipes/")  # the image's own copy of the recipe
     assert all(p["status"] == "done" for p in record["phases"])
-    orders = glob.glob(str(out / "**" / "order.parquet"), recursive=True)
+    # the order stage's own file; OUT/final/ links to it as well
+    orders = [p for p in glob.glob(str(out / "**" / "order.parquet"), recursive=True)
+              if not p.startswith(str(out / "final"))]
+    assert (out / "final" / "manifest.json").is_file()
     windows = glob.glob(str(out / "pack.windows" / "**" / "*.parquet"), recursive=True)
     assert len(orders) == 1 and windows
 
