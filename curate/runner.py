@@ -26,7 +26,7 @@ from curate.empty_corpus import empty_upstream, stop_early
 from curate.errors import RecipeError, RunError
 from curate.executors import QuietLocalExecutor, quiet_datatrove_logs
 from curate.final import FINAL_DIR, publish_final
-from curate.inputs import count_input_files, input_bytes, input_reader, prepare_input
+from curate.inputs import input_bytes, input_reader, prepare_input
 from curate.mainguard import check_caller_guard
 from curate.output_lock import OutputLockedError, output_lock
 from curate.overwrite import read_run_json, remove_previous_run
@@ -68,17 +68,13 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
         pid = pass_id or default_id
         phase_dir = os.path.join(out, pid)
         docs_dir = os.path.join(phase_dir, DOCUMENTS_SUBDIR)
-        # jsonl and parquet readers share files record by record when there are fewer files than tasks
-        # (curate/readers.py); datatrove's WARC reader does not, so its pass at least splits its output
-        # for the later phases
-        warc = current_docs is None and recipe.input.format == "warc"
-        n_files = count_input_files(recipe.input) if warc else None
-        parts = tasks if n_files is not None and n_files < tasks else 1
+        # with fewer input files than tasks, the input readers spread each file over all the tasks
+        # (jsonl and parquet record by record, curate/readers.py; WARC by byte span, curate/warc_spans.py)
         pipeline = [
             reader_for(phase_dir),
             ProgressCounter(os.path.join(phase_dir, "progress")),
             *pending,
-            DocumentsWriter(docs_dir, parts=parts),
+            DocumentsWriter(docs_dir),
         ]
         label = " + ".join(pending_stages) if pending_stages else "read input"
         owners = ["read", "progress", *pending_owner, "write"]
