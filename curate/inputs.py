@@ -16,7 +16,7 @@ from datatrove.pipeline.readers import HuggingFaceDatasetReader
 from curate.atomic import atomic_path
 from curate.paths import check_output_tree
 from curate.python_docs import PythonDocsReader, ensure_python_docs
-from curate.readers import BadInputError, CountingJsonlReader, CountingParquetReader  # noqa: F401 (re-exported)
+from curate.readers import CountingJsonlReader, CountingParquetReader
 from curate.recipe import InputConfig
 from curate.warc_input import CountingWarcReader
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
-from curate.documents import DocumentsWriter, documents_reader
+from curate.documents import DOCUMENTS_SUBDIR, DocumentsWriter, documents_reader
 from curate.empty_corpus import empty_upstream, stop_early
 from curate.errors import RecipeError, RunError
 from curate.executors import QuietLocalExecutor, quiet_datatrove_logs
@@ -30,7 +30,7 @@ from curate.inputs import input_bytes, input_reader, prepare_input
 from curate.mainguard import check_caller_guard
 from curate.output_lock import OutputLockedError, output_lock
 from curate.overwrite import read_run_json, remove_previous_run
-from curate.plan import DOCUMENTS_SUBDIR, GlobalPlan, PlannedPhase, RunPlan, StageContext
+from curate.plan import GlobalPlan, PlannedPhase, RunPlan, StageContext
 from curate.progress import PhaseMonitor, ProgressCounter
 from curate.ray_cluster import ray_executor, ray_session
 from curate.recipe import Recipe

@@ -32,9 +32,7 @@ from curate.figures import downsample, histogram, write_report_section
 from curate.plan import GlobalPlan, Phase, StageContext
 from curate.registry import StageSettings, register_stage
 from stages.order.algorithms import ALGORITHMS
-from stages.order.store import (  # noqa: F401 (order_file: old path)
-    ORDER_FILE, ORDER_PHASE, QUALITY_FILE, order_file, order_path, write_order,
-)
+from stages.order.store import ORDER_FILE, ORDER_PHASE, QUALITY_FILE, order_path, write_order
 
 
 class OrderSettings(StageSettings):
