@@ -37,6 +37,7 @@ from curate.recipe import Recipe
 from curate.record import RunRecord, fingerprint_hash
 from curate.registry import get_stage
 from curate.slurm_cluster import slurm_executor, submit_chain
+from curate.warm_up import WarmUps
 
 __all__ = ["PlannedPhase", "RunError", "RunPlan", "build_executors", "execute", "plan_run"]
 
@@ -262,8 +263,12 @@ def _execute_locked(plan: RunPlan, kind: str, console, overwrite: bool) -> RunRe
     session = contextlib.nullcontext()
     if kind == "ray":  # phases run one after another as on the local executor, on a Ray cluster
         session = ray_session(plan.recipe.executor.ray)
+    # start-up work of later phases, done in the background of a small in-process run (curate/warm_up.py)
+    warm_ups = WarmUps(plan.phases) if in_process else None
     with session:
         for i, (phase, ex, entry) in enumerate(zip(plan.phases, executors, record.phases)):
+            if warm_ups is not None:
+                warm_ups.phase_starts(i, needed=lambda j: record.phases[j].status != "done")
             phase_dir = record.phase_dir(entry)
             label = f"[{i + 1}/{len(plan.phases)}] {phase.label}"
             t0 = time.monotonic()
