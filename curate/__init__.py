@@ -9,6 +9,6 @@ __version__ = "0.1.0"
 # which imports curate first) and would start worker processes outside `if __name__ == "__main__":`
 # stops here with the line to fix, instead of looping (see curate/mainguard.py). Worker processes,
 # `python -m curate`, notebooks and `python -c` are not checked.
-from curate.mainguard import check_script_guard as _check_script_guard  # noqa: E402 (after __version__)
+from curate.mainguard import check_script_guard as _check_script_guard
 
 _check_script_guard()
