@@ -48,7 +48,8 @@ import zlib
 
 from datatrove.pipeline.readers.base import BaseDiskReader
 
-from curate.readers import SNIFF_BYTES, BadInputError, _Prepend, _ProblemLog
+from curate.input_files import SNIFF_BYTES
+from curate.readers import BadInputError, _Prepend, _ProblemLog
 from curate.warc_payload import declared_charset, decode_payload, mime_type
 from curate.warc_spans import record_start_from, task_span
 
