@@ -10,10 +10,10 @@ vectors) is scored by MAC with the fp32 vectors, as a share of the MAC of the or
 fp32 vectors themselves. `seed_noise_share` is the same share for the fp32 order with another seed:
 differences below it are noise of the ordering heuristic, not of the vectors.
 
-Options: torch bf16 autocast; OpenVINO bf16 / fp32 / int8 (static, calibrated); ONNX Runtime fp32 / int8 (dynamic); the static
-model distilled locally (opt-in); and, for the best runtime, shorter token windows (128), other batch
-sizes and batches without length sorting. Exports and the static model are built first (one-time
-cost, reported) in `--model-cache` (default: the stage's cache folder, outside the repository).
+Options: torch bf16 autocast; OpenVINO bf16 / fp32 / int8 (static, calibrated); ONNX Runtime fp32 /
+int8 (dynamic); the static model distilled locally (opt-in); and, for the best runtime, shorter
+token windows (128), other batch sizes and batches without length sorting. Exports and the
+static model are built first (one-time cost, reported) in `--model-cache` (default: the stage's cache folder, outside the repository).
 Target: the best faithful option >= 2x bare docs/s with share >= 0.995 on all three corpora.
 
 `--stage`: the older check that the `embed` stage (reader + EmbedDocuments, one task) encodes within
