@@ -1,7 +1,8 @@
 """`embed` backends: OpenVINO / ONNX Runtime runs of the locally exported MiniLM give the torch fp32
 vectors (bf16 and int8 within their tolerance), the export is cached and reused, OpenVINO int8 runs
 int8 kernels and its quantised model is built once, bad backend / precision pairs are refused, the
-distilled static model separates topics, progress counts embedded documents, and the order partitioning asks FAISS for its GPU k-means when faiss has a GPU."""
+distilled static model separates topics, progress counts embedded documents, and the order
+partitioning asks FAISS for its GPU k-means when faiss has a GPU."""
 
 from __future__ import annotations
 
