@@ -18,10 +18,10 @@ Precisions:
   ranges calibrated once at build time), compiled by OpenVINO, whose low-precision transformations
   run those products as int8 (VNNI / AMX) kernels; attention score products, softmax, GELU and layer
   norms stay in float (bf16 where the CPU has it), and so do each layer's first feed-forward
-  product and the first layer (`INT8_FLOAT_PRODUCTS`: the most sensitive ones). Matrix-product outputs are not
-  re-quantised (that would add a rounding before every bias add). Calibration texts are synthetic (`calibration_texts`:
-  seeded Zipf-weighted draws of whole words from the model's own vocabulary), so the build needs no
-  data and gives the same model on every machine.
+  product and the first layer (`INT8_FLOAT_PRODUCTS`: the most sensitive ones). Matrix-product
+  outputs are not re-quantised (that would add a rounding before every bias add). Calibration texts
+  are synthetic (`calibration_texts`: seeded Zipf-weighted draws of whole words from the model's own
+  vocabulary), so the build needs no data and gives the same model on every machine.
 - ONNX Runtime `fp32`; `int8`: dynamic quantisation of the weights (per output channel), activations
   quantised per batch.
 
@@ -174,7 +174,7 @@ def quantize_onnx_static_int8(st, src: str, folder: str, batch_size: int = 16,
     constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     products = [n for n in graph.node if n.op_type in ("MatMul", "Gemm")]
     float_products = INT8_FLOAT_PRODUCTS if float_products is None else float_products
-    activation_only = [n.name for n in products if not any(i in constants for i in n.input)
+    kept_float = [n.name for n in products if not any(i in constants for i in n.input)
                        or any(re.search(f, n.name) for f in float_products)]
     texts = sorted(calibration_texts(st.tokenizer), key=len)  # similar lengths per batch: little padding
     names = [i.name for i in graph.input]
@@ -193,7 +193,7 @@ def quantize_onnx_static_int8(st, src: str, folder: str, batch_size: int = 16,
     path = os.path.join(folder, "model_int8_static.onnx")
     quantize_static(
         src, path, Batches(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul", "Gemm"],
-        nodes_to_exclude=activation_only, per_channel=True, weight_type=QuantType.QInt8,
+        nodes_to_exclude=kept_float, per_channel=True, weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8, calibrate_method=CalibrationMethod.MinMax,
         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
                        "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]},
