@@ -1,7 +1,8 @@
 """`embed` backends: OpenVINO / ONNX Runtime runs of the locally exported MiniLM give the torch fp32
-vectors (bf16 and int8 within their tolerance), the export is cached and reused, bad backend /
-precision pairs are refused, the distilled static model separates topics, progress counts embedded
-documents, and the order partitioning asks FAISS for its GPU k-means when faiss has a GPU."""
+vectors (bf16 and int8 within their tolerance), the export is cached and reused, OpenVINO int8 runs
+int8 kernels and its quantised model is built once, bad backend / precision pairs are refused, the
+distilled static model separates topics, progress counts embedded documents, and the order
+partitioning asks FAISS for its GPU k-means when faiss has a GPU."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def reference(texts):
 @pytest.mark.parametrize(
     "backend,precision,min_cos",
     [pytest.param("openvino", "fp32", 0.9999, marks=pytest.mark.slow), ("openvino", "bf16", 0.995),
+     ("openvino", "int8", 0.98),
      pytest.param("onnx", "fp32", 0.9999, marks=pytest.mark.slow), pytest.param("onnx", "int8", 0.95, marks=pytest.mark.slow),
      ("torch", "bf16", 0.995)],
 )
@@ -63,6 +65,44 @@ def test_export_is_cached_and_reused(cache, texts):
     assert {e: os.path.getmtime(os.path.join(cache, e)) for e in exports} == stamp
     # no half-written temporary folders left behind
     assert not [e for e in os.listdir(cache) if e.startswith(".")]
+
+
+def test_openvino_int8_runs_int8_products_and_is_built_once(cache, texts, reference):
+    """The int8 model holds QDQ-quantised weight products (all but the ones kept float),
+    OpenVINO compiles them into int8 FullyConnected kernels, its vectors stay close to fp32 on average,
+    and the quantised model is built once into the cache and reused."""
+    pytest.importorskip("openvino", reason="the fast-cpu extra is not installed")
+    import onnx
+    import openvino as ov
+
+    from stages.embed.runtimes import calibration_texts
+
+    model = load_model(backend="openvino", precision="int8", threads=2, model_cache=cache)
+    built = [e for e in os.listdir(cache) if "-onnx-int8-static-" in e and not e.endswith(".lock")]
+    assert len(built) == 1
+    path = os.path.join(cache, built[0], "model_int8_static.onnx")
+    graph = onnx.load(path).graph
+    quantised_inputs = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    weight_products = [n for n in graph.node if n.op_type == "MatMul" and "/attention/self/MatMul" not in n.name]
+    int8_products = [n.name for n in weight_products if all(i in quantised_inputs for i in n.input)]
+    # MiniLM-L6: 6 layers x (query, key, value, attention output, 2 feed-forward) = 36; the first
+    # layer's 6 and the other 5 layers' first feed-forward products stay float
+    assert len(weight_products) == 36 and len(int8_products) == 25
+    assert not any("/intermediate/" in n or "/layer.0/" in n for n in int8_products)
+    compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": 2})
+    runtime = [op.get_rt_info() for op in compiled.get_runtime_model().get_ops()]
+    int8_kernels = [rt for rt in runtime if rt["layerType"].astype(str).startswith("FullyConnected")
+                    and rt["runtimePrecision"].astype(str) in ("u8", "i8")]
+    assert len(int8_kernels) == 25
+    vecs = encode_texts(model, texts, batch_size=4)
+    assert (vecs * reference).sum(axis=1).mean() >= 0.99
+    stamp = os.path.getmtime(path)
+    load_model(backend="openvino", precision="int8", threads=2, model_cache=cache)
+    assert os.path.getmtime(path) == stamp
+    assert not [e for e in os.listdir(cache) if e.startswith(".")]
+    # the calibration is seeded: the same texts on every build
+    tok = model.tokenizer
+    assert calibration_texts(tok, 5) == calibration_texts(tok, 5) != calibration_texts(tok, 5, seed=1)
 
 
 @pytest.mark.parametrize("backend,precision", [("onnx", "bf16"), ("static", "fp32"), ("torch", "int8"), ("jax", "auto")])

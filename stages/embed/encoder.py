@@ -48,7 +48,7 @@ def choose_torch_device(requested: str = "auto") -> str:
 
 
 BACKENDS = ("torch", "openvino", "onnx", "static")
-PRECISIONS = {"torch": ("auto", "fp32", "bf16"), "openvino": ("auto", "fp32", "bf16"),
+PRECISIONS = {"torch": ("auto", "fp32", "bf16"), "openvino": ("auto", "fp32", "bf16", "int8"),
               "onnx": ("auto", "fp32", "int8"), "static": ("auto",)}
 
 

@@ -39,9 +39,11 @@ class EmbedSettings(StageSettings):
     )
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         "auto",
-        description="CPU arithmetic: torch takes fp32 or bf16 (autocast); openvino fp32 or bf16 (auto = "
-        "OpenVINO's choice: bf16 on CPUs with AMX / AVX-512 BF16); onnx fp32 or int8 (dynamic "
-        "quantisation); static only auto. auto on torch = fp32 (fp16 on CUDA, see half_on_gpu)",
+        description="CPU arithmetic: torch takes fp32 or bf16 (autocast); openvino fp32, bf16 (auto = "
+        "OpenVINO's choice: bf16 on CPUs with AMX / AVX-512 BF16) or int8 (static int8 quantisation of the "
+        "transformer's weight products, calibrated once on synthetic text when first used and cached in "
+        "model_cache; run as int8 VNNI / AMX kernels; cosine to fp32 vectors >= ~0.99); onnx fp32 or "
+        "int8 (dynamic quantisation); static only auto. auto on torch = fp32 (fp16 on CUDA, see half_on_gpu)",
     )
     model_cache: str = Field(
         "", description="folder for the exported ONNX models and the distilled static model (default "
