@@ -12,8 +12,9 @@ Per corpus size (each phase in a fresh process, so its peak memory is its own):
   size, nprobe raised until its recall@10 on the same rows reaches the join's, then `--ivf-queries`
   rows searched and the time extrapolated to every row; `speedup_vs_ivf` = (IVF build + search of all
   rows) / `join_s`;
-- `--cluster-rows 1000`: the corpus has one sub-topic per 1,000 rows (the same corpus at 1M), so a
-  larger corpus has more topics rather than denser ones (by default 1,000 sub-topics at every size);
+- `--cluster-rows 1000`: the corpus has one sub-topic per 1,000 rows, 20 per topic (the default corpus
+  at 1M), so a larger corpus has more topics rather than denser ones (by default 50 topics of 20
+  sub-topics at every size);
 - `--order`: then the `order` stage's phases (partition, paths in `--tasks` tasks, stitch) over the
   written graph and vectors: time and peak memory per phase, MAC (bench/order_scale.py's runner).
 `--device gpu` runs the blocks, k-means and exact sample on the GPU (torch CUDA, faiss-gpu) and
@@ -237,11 +238,13 @@ def one_size(n: int, args) -> dict:
 
 def write_embed_dir(embed_dir: str, n: int, cluster_rows: int = 0) -> None:
     """The corpus in the embed stage's on-disk format (run in its own process). `cluster_rows` > 0:
-    the number of sub-topics grows with the corpus (n / cluster_rows of them, 20 per topic at 1M with
-    1000); 0: always 1,000 sub-topics, so a larger corpus is denser in each."""
+    the topics grow with the corpus (n / cluster_rows sub-topics, 20 per topic: 50 topics at 1M with
+    1000, the default corpus), so every topic and sub-topic keeps its density; 0: always 50 topics of
+    20 sub-topics, so a larger corpus is denser in each. (Growing only the sub-topics inside 50 fixed
+    topics would make the topics denser: measured, probes 18 -> 35 at 2M.)"""
     from stages.embed.store import write_shard
 
-    x = clustered_vectors(n, subtopics=max(1, round(n / (50 * cluster_rows))) if cluster_rows else 20)
+    x = clustered_vectors(n, topics=max(1, round(n / (20 * cluster_rows))) if cluster_rows else 50)
     for rank, start in enumerate(range(0, n, 250_000)):
         part = x[start : start + 250_000]
         write_shard(embed_dir, rank, part, [str(i) for i in range(start, start + len(part))], None,
@@ -316,7 +319,7 @@ def main() -> None:
     ap.add_argument("--order", action="store_true", help="also run the order stage's phases over the graph")
     ap.add_argument("--index-shards", type=int, default=0, help="also the sharded IVF build with this many database shards")
     ap.add_argument("--cluster-rows", type=int, default=0,
-                    help="sub-topics grow with the corpus, this many rows each (0: 1,000 sub-topics at every size)")
+                    help="topics grow with the corpus: one sub-topic per this many rows, 20 per topic (0: 50 topics at every size)")
     ap.add_argument("--tmp", default=None, help="folder for the corpus and graph (default: the system's temporary folder)")
     args = ap.parse_args()
     import faiss

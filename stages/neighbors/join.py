@@ -10,10 +10,12 @@ independent datatrove tasks, none of which holds the corpus.
    lie in the sample rows' first P probes: the smallest P reaching `target_recall + recall_margin`
    is the probe count (the recall a perfect join over those candidates reaches). The vectors are
    then rewritten sorted by list (`join/vectors.npy`, the embeddings' dtype), so every list is one
-   contiguous range. Up to `flat_max_rows` rows (or `probes` >= the list count) there is no
-   k-means: one list holds every row and the join is exact (float32).
-   Memory: the k-means sample (40 x lists x d x 4 B: 61 MB at 1M rows), the row -> list table
-   (16 B per row), one 65,536-row block; the embedding pages it read are dropped as it goes.
+   contiguous range (an external bucket sort, `rowfiles.write_sorted_by_list`). Up to
+   `flat_max_rows` rows (or `probes` >= the list count) there is no k-means: one list holds every
+   row and the join is exact (float32).
+   Memory: the k-means sample (40 x lists x d x 4 B: 61 MB at 1M rows), the row -> list tables
+   (~40 B per row), one 65,536-row window and one sort bucket; every read of the corpus is a
+   sequential window whose mapped pages are dropped after use (`rowfiles.py` says why).
 2. `search` (`tasks` tasks): the rows are cut into groups (a list, or a slice of a big one); groups
    are dealt to tasks by estimated cost (rows x candidates, largest first to the least loaded). For
    each group the candidates (its first P probe lists) stream through `blocks.BlockTopK` in chunks:
@@ -31,11 +33,12 @@ from __future__ import annotations
 import heapq
 import json
 import math
-import mmap
 import os
 import shutil
 
 import numpy as np
+
+from stages.neighbors.rowfiles import NpyRows, drop_pages, gather_rows, release_freed_memory, write_sorted_by_list
 
 JOIN_DIR = "join"
 VOTE_LISTS = 3  # nearest lists each row votes for (measured: 3 beat 2 and 4 on the 1M benchmark corpus)
@@ -47,78 +50,6 @@ INFO = "quantize.json"
 
 # ------------------------------------------------------------------------------------------------
 # files
-
-
-def release_freed_memory(first: bool = True) -> None:
-    """Keep a long task's resident memory at what it holds. Measured without this: +8 MB per group,
-    which adds up over the groups (and tasks) a worker process runs. Two causes: glibc raises its
-    mmap threshold after the first big free, so later per-chunk arrays come from a heap that
-    fragments (fixed threshold, and `malloc_trim` after each group); and oneDNN caches a primitive
-    per matrix shape (groups differ in shape), capped here before the first product."""
-    import ctypes
-
-    if first:
-        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        if first:
-            libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD (fixed, so no longer adjusted)
-            libc.mallopt(-1, 1 << 20)  # M_TRIM_THRESHOLD
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def drop_pages(array) -> None:
-    """Tell the OS this process no longer needs the pages of a memory-mapped array (they stay in the
-    page cache), so reading a corpus through a map does not count against the task's memory."""
-    for part in getattr(array, "parts", None) or [array]:
-        base = part
-        while base is not None and not isinstance(getattr(base, "_mmap", None), mmap.mmap):
-            base = getattr(base, "base", None)
-        if base is not None and hasattr(mmap, "MADV_DONTNEED"):
-            try:
-                base._mmap.madvise(mmap.MADV_DONTNEED)
-            except (OSError, ValueError):
-                pass
-
-
-def _npy_offset(path: str) -> tuple[int, np.dtype, tuple]:
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(f)
-        return f.tell(), dtype, shape
-
-
-class NpyRows:
-    """Rows lo..hi of a 2-D (or 1-D) `.npy` file by plain reads: nothing mapped, nothing cached."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.offset, self.dtype, self.shape = _npy_offset(path)
-        self.row_items = int(np.prod(self.shape[1:])) if len(self.shape) > 1 else 1
-        self.file = open(path, "rb")
-
-    def __call__(self, lo: int, hi: int) -> np.ndarray:
-        count = max(0, hi - lo) * self.row_items
-        self.file.seek(self.offset + lo * self.row_items * self.dtype.itemsize)
-        out = np.fromfile(self.file, dtype=self.dtype, count=count)
-        return out.reshape((max(0, hi - lo), *self.shape[1:]))
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def write_npy_stream(path: str, dtype, shape: tuple, blocks) -> None:
-    """An `.npy` file written block by block (no memory map, so no dirty pages held), atomically."""
-    from curate.atomic import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                                                 "fortran_order": False, "shape": tuple(shape)})
-        for block in blocks:
-            f.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
 
 
 def join_path(data_dir: str, name: str) -> str:
@@ -214,8 +145,7 @@ def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
         probes, chosen, trace = np.zeros((1, 1), np.int32), 1, []
     else:
         train_rows = np.sort(rng.choice(n, size=min(n, max(s.train_per_list * nlist, 10_000)), replace=False))
-        train = np.ascontiguousarray(vectors[train_rows], dtype=np.float32)
-        drop_pages(vectors)
+        train = gather_rows(vectors, train_rows, dtype=np.float32)
         kmeans = faiss.Kmeans(d, nlist, niter=10, seed=seed, spherical=True, verbose=False,
                               gpu=knn.select_faiss_device() == "gpu" and device == "gpu")
         kmeans.train(train)
@@ -255,8 +185,8 @@ def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
         probes = np.ascontiguousarray(probes[:, :chosen])
     sizes = np.diff(offsets)
     comparisons = int(sum(int(sizes[l]) * int(sizes[probes[l]].sum()) for l in range(nlist)))
-    write_npy_stream(join_path(data_dir, "vectors.npy"), vectors.dtype, (n, d),
-                     _gather_sorted(vectors, order))
+    write_sorted_by_list(vectors, list_of_row, order, offsets, join_path(data_dir, "vectors.npy"),
+                         join_path(data_dir, "buckets"))
     write_numpy_atomic(order.astype(np.int64), join_path(data_dir, "rows.npy"))
     write_numpy_atomic(offsets, join_path(data_dir, "offsets.npy"))
     write_numpy_atomic(probes.astype(np.int32), join_path(data_dir, "probes.npy"))
@@ -268,17 +198,6 @@ def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
                                                 probes)[-1]) if (n and not exact) else 1.0)
     write_json_atomic(info, join_path(data_dir, INFO))  # last: its presence means `join/` is complete
     return info
-
-
-def _gather_sorted(vectors, order: np.ndarray):
-    """The corpus rows in `order`, a block at a time (each block's rows read in ascending order)."""
-    for lo in range(0, len(order), BLOCK):
-        rows = order[lo : lo + BLOCK]
-        by_row = np.argsort(rows, kind="stable")
-        block = np.empty((len(rows), vectors.shape[1]), dtype=vectors.dtype)
-        block[by_row] = vectors[rows[by_row]]
-        drop_pages(vectors)
-        yield block
 
 
 # ------------------------------------------------------------------------------------------------
