@@ -167,7 +167,7 @@ def write_order_ids(root: str) -> None:
 def one_size(n: int, args) -> dict:
     import numpy as np
 
-    from _fresh import run_fresh
+    from _fresh import LAST_CPU_S, run_fresh
     from stages.embed.store import load_embeddings
     from stages.neighbors.store import KnnTable, read_manifest
 
@@ -182,10 +182,12 @@ def one_size(n: int, args) -> dict:
             t = time.perf_counter()
             out, peak = run_fresh("knn", f"run_join_phase({embed_dir!r}, {graph_dir!r}, {phase!r}, {tasks}, "
                                          f"{workers}, {args.device!r})")
-            phases[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 1), "peak_rss_gb": round(peak, 3)}
+            phases[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 1), "cpu_s": round(LAST_CPU_S[0], 1),
+                             "peak_rss_gb": round(peak, 3)}
             if GPU_MARK in out:
                 gpu_peak = max(gpu_peak, float(out.split(GPU_MARK)[-1].split()[0]))
         join_s = sum(p["seconds"] for p in phases.values())
+        join_cpu_s = sum(p["cpu_s"] for p in phases.values())
         manifest = read_manifest(graph_dir)
         _, x, _ = load_embeddings(embed_dir, mmap=True, check=False)
         rows = np.sort(np.random.default_rng(123).choice(n, size=min(n, args.sample), replace=False))
@@ -194,7 +196,7 @@ def one_size(n: int, args) -> dict:
         r = recall(got, exact)
         result = {
             "n": n, "recall_at_10": round(r, 4), "stated_recall_at_20": round(manifest["recall_at_k"], 4),
-            "join_s": round(join_s, 1), "phases": phases,
+            "join_s": round(join_s, 1), "join_cpu_s": round(join_cpu_s, 1), "phases": phases,
             "peak_rss_gb_largest_task": max(p["peak_rss_gb"] for p in phases.values()),
             "lists": manifest["lists"], "probes": manifest["probes"], "precision": manifest["precision"],
             "device": manifest["device"], "comparisons_share": round(manifest["comparisons_share"], 5),
@@ -221,7 +223,8 @@ def one_size(n: int, args) -> dict:
             for phase, tasks in (("partition", 1), ("paths", args.tasks), ("stitch", 1)):
                 t = time.perf_counter()
                 _, peak = run_fresh("order_scale", f"run_stage_phase({root!r}, {phase!r}, {tasks}, {args.workers}, 50000)")
-                order[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 1), "peak_rss_gb": round(peak, 3)}
+                order[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 1), "cpu_s": round(LAST_CPU_S[0], 1),
+                                "peak_rss_gb": round(peak, 3)}
             with open(os.path.join(root, "stitch", "quality.json")) as f:
                 quality = json.load(f)
             result["order"] = {"phases": order, "seconds": round(sum(p["seconds"] for p in order.values()), 1),
@@ -339,6 +342,7 @@ def main() -> None:
            "load_avg_end": [round(v, 1) for v in os.getloadavg()], "results": results}
     if len(results) >= 2:
         out["time_ratio_last_to_first"] = round(results[-1]["join_s"] / results[0]["join_s"], 3)
+        out["cpu_ratio_last_to_first"] = round(results[-1]["join_cpu_s"] / results[0]["join_cpu_s"], 3)
         out["size_ratio_last_to_first"] = round(results[-1]["n"] / results[0]["n"], 3)
     print(json.dumps(out))
 

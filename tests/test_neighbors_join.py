@@ -158,6 +158,38 @@ def test_probe_recall_counts_neighbours_inside_the_first_p_probes():
     assert curve.tolist() == pytest.approx([4 / 6, 5 / 6, 1.0])
 
 
+def test_probe_recall_counts_the_rows_own_lists_at_every_probe_count():
+    probes = np.array([[0, 2, 1], [1, 0, 2], [2, 1, 0]])
+    lists = np.array([0, 1])
+    exact_lists = np.array([[0, 2, 1], [1, 1, 2]])
+    own = np.array([[0, 1], [1, 2]])  # row 0 also searches list 1, row 1 list 2
+    curve = probe_recall(lists, exact_lists, np.ones((2, 3), dtype=bool), probes, own)
+    assert curve.tolist() == pytest.approx([5 / 6, 1.0, 1.0])
+
+
+def test_own_lists_beyond_one_probe_give_the_exact_graph(tmp_path):
+    """One probe (each row's own list) plus every list as the rows' own nearest lists: the second pass
+    alone compares every row with every other list, so the graph is exact; with no own lists, one
+    probe misses most neighbours."""
+    x = clustered_vectors(1500, 16, 12, 0.8, seed=6)
+    x = x.astype(np.float16).astype(np.float32)
+    embed_dir = _embed_dir(tmp_path, x, dtype="float16")
+    exact_i, _ = _exact(x, np.arange(1500), 6)
+    recalls = {}
+    for extra in (0, 30):
+        settings = NeighborsSettings(k=6, flat_max_rows=100, rows_per_list=50, probes=1, extra_lists=extra,
+                                     precision="float32", recall_sample=300, rows_per_shard=700)
+        out = str(tmp_path / f"g{extra}")
+        info, manifest = _build(embed_dir, out, settings, tasks=3)
+        assert info["lists"] == 30 and info["probes"] == 1 and manifest["extra_lists"] == extra
+        g = load_knn_graph(out)
+        recalls[extra] = _recall(g.neighbors, exact_i)
+        if extra:
+            assert info["extra_pairs"] == 1500 * 29  # every other list, for every row
+            _check_exact_similarities(x, g, 6)
+    assert recalls[30] > 0.995 and recalls[0] < 0.9
+
+
 def test_stage_phases_run_through_the_local_executor(tmp_path):
     from curate.plan import StageContext
     from stages.neighbors.stage import build_neighbors

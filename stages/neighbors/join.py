@@ -101,9 +101,10 @@ def vote_probes(top: np.ndarray, centroids: np.ndarray, max_probes: int) -> np.n
 
 
 def probe_recall(sample_lists: np.ndarray, exact_lists: np.ndarray, valid: np.ndarray,
-                 probes: np.ndarray) -> np.ndarray:
+                 probes: np.ndarray, own_lists: np.ndarray | None = None) -> np.ndarray:
     """recall[P-1]: the share of the sample's exact neighbours that lie in the first P probes of the
-    sample row's list, for P = 1..probes.shape[1] (what a join over those candidates finds)."""
+    sample row's list, or in one of the row's own nearest lists (`own_lists[i]`, searched for that row
+    whatever P), for P = 1..probes.shape[1] (what a join over those candidates finds)."""
     width = probes.shape[1]
     rank = np.full(exact_lists.shape, width, dtype=np.int64)
     for i, lst in enumerate(sample_lists):
@@ -112,6 +113,8 @@ def probe_recall(sample_lists: np.ndarray, exact_lists: np.ndarray, valid: np.nd
         e = exact_lists[i]
         ok = valid[i] & (e < len(pos))
         rank[i, ok] = pos[e[ok]]
+    if own_lists is not None and own_lists.size:
+        rank[(exact_lists[:, :, None] == own_lists[:, None, :]).any(axis=2)] = 0
     total = max(1, int(valid.sum()))
     hist = np.bincount(rank[valid], minlength=width + 1)[:width]
     return np.cumsum(hist) / total
@@ -151,7 +154,7 @@ def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
         kmeans.train(train)
         centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
         del train, kmeans
-        top = np.empty((n, min(VOTE_LISTS, nlist)), dtype=np.int32)
+        top = np.empty((n, min(max(VOTE_LISTS, s.extra_lists), nlist)), dtype=np.int32)
         dev = blocks.torch_device(device)
         # the product in the join's precision: a list is a coarse region, and ties are broken the same way each run
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[info["precision"]]
@@ -162,9 +165,10 @@ def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
             top[lo : lo + len(x)] = torch.topk(x @ c.T, top.shape[1], dim=1).indices.cpu().numpy()
             drop_pages(vectors)
         list_of_row = top[:, 0].astype(np.int64)
-        probes = vote_probes(top, centroids, min(nlist, MAX_PROBES))
-        del top
+        probes = vote_probes(top[:, :VOTE_LISTS], centroids, min(nlist, MAX_PROBES))
     order = np.argsort(list_of_row, kind="stable")
+    own_lists = top[:, : min(s.extra_lists, top.shape[1])] if not exact and s.extra_lists else None
+    top = None  # own_lists (a view) keeps what is still needed
     offsets = np.concatenate([[0], np.cumsum(np.bincount(list_of_row, minlength=nlist))]).astype(np.int64)
     # exact neighbours of the sample: the tuning's reference and, in `finalize`, the stated recall's
     exact_s, exact_i = blocks.exact_topk(np.asarray(vectors[sample], dtype=np.float32), sample, vectors, k, device,
@@ -173,7 +177,8 @@ def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
     drop_pages(vectors)
     if not exact:
         valid = exact_i >= 0
-        curve = probe_recall(list_of_row[sample], list_of_row[np.maximum(exact_i, 0)], valid, probes)
+        curve = probe_recall(list_of_row[sample], list_of_row[np.maximum(exact_i, 0)], valid, probes,
+                             None if own_lists is None else own_lists[sample])
         goal = min(1.0, s.target_recall + s.recall_margin)
         if s.probes:
             chosen = min(s.probes, probes.shape[1])
@@ -185,6 +190,18 @@ def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
         probes = np.ascontiguousarray(probes[:, :chosen])
     sizes = np.diff(offsets)
     comparisons = int(sum(int(sizes[l]) * int(sizes[probes[l]].sum()) for l in range(nlist)))
+    extra_pairs = 0
+    if own_lists is not None:
+        own_lists = np.ascontiguousarray(own_lists[order])  # by position in the sorted file
+        for lst in range(nlist):  # the (row, list) pairs the join adds beyond the list's probes
+            probed = np.zeros(nlist, dtype=bool)
+            probed[probes[lst]] = True
+            extra = own_lists[offsets[lst] : offsets[lst + 1]]
+            extra = extra[~probed[extra]]
+            extra_pairs += len(extra)
+            comparisons += int(sizes[extra].sum())
+        write_numpy_atomic(own_lists.astype(np.int32), join_path(data_dir, "own_lists.npy"))
+        del own_lists
     write_sorted_by_list(vectors, list_of_row, order, offsets, join_path(data_dir, "vectors.npy"),
                          join_path(data_dir, "buckets"))
     write_numpy_atomic(order.astype(np.int64), join_path(data_dir, "rows.npy"))
@@ -193,9 +210,9 @@ def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
     write_numpy_atomic(np.asarray(sample, dtype=np.int64), join_path(data_dir, "sample_rows.npy"))
     write_numpy_atomic(exact_i.astype(np.int64), join_path(data_dir, "sample_exact.npy"))
     info.update(lists=int(nlist), probes=int(chosen), probe_trace=trace, comparisons=comparisons,
+                extra_lists=int(s.extra_lists) if not exact else 0, extra_pairs=int(extra_pairs),
                 comparisons_share=comparisons / max(1, n * n), list_rows_max=int(sizes.max()) if n else 0,
-                tuned_recall=float(probe_recall(list_of_row[sample], list_of_row[np.maximum(exact_i, 0)], exact_i >= 0,
-                                                probes)[-1]) if (n and not exact) else 1.0)
+                tuned_recall=float(curve[probes.shape[1] - 1]) if (n and not exact) else 1.0)
     write_json_atomic(info, join_path(data_dir, INFO))  # last: its presence means `join/` is complete
     return info
 
@@ -258,6 +275,49 @@ def _merged_ranges(offsets: np.ndarray, lists: np.ndarray) -> list[tuple[int, in
     return [(a, b) for a, b in out]
 
 
+def _join_own_lists(data_dir: str, pos: np.ndarray, lists: np.ndarray, group: np.ndarray, positions: np.ndarray,
+                    nb: np.ndarray, sims: np.ndarray, offsets: np.ndarray, read, k: int, keep: int, precision: str,
+                    device: str, chunk_rows: int) -> int:
+    """Second pass of a search task: row `pos[j]` (a sorted-file position) against list `lists[j]`, one
+    of its own nearest lists that its list's probes leave out, merged into its neighbours (`nb`, `sims`
+    of the task's `positions`, updated in place).
+    Rows far from their list's centre find neighbours that no list-wide probe count reaches at a
+    sensible cost. Pairs are taken list by list, so each such list is read once per task, and within
+    a list group by group (`group[j]`: the row's group), so a row's block holds the same rows whatever
+    the task count (the products, hence the graph, do not depend on it). Returns the comparisons made."""
+    from stages.neighbors import blocks
+
+    where = np.argsort(positions, kind="stable")
+    by_pair = np.lexsort((pos, group, lists))
+    pos, lists, group = pos[by_pair], lists[by_pair], group[by_pair]
+    cuts = np.flatnonzero((np.diff(lists) != 0) | (np.diff(group) != 0)) + 1
+    mapped = np.load(join_path(data_dir, "vectors.npy"), mmap_mode="r")
+    compared, chunks, chunks_of = 0, [], -1
+    try:
+        for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(lists)]])):
+            lst = int(lists[a])
+            if lst != chunks_of:  # the list's rows, read once for all the groups that need them
+                chunks = [(chunk, np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi, _ in pieces]))
+                          for chunk, pieces in _candidate_chunks(_merged_ranges(offsets, [lst]), read, chunk_rows)]
+                chunks_of = lst
+            query_pos = pos[a:b]
+            top = blocks.BlockTopK(np.asarray(mapped[query_pos], dtype=np.float32), k, keep, precision, device)
+            drop_pages(mapped)
+            for chunk, ids in chunks:
+                top.add(chunk, ids, None)  # another list than the row's own: it cannot meet itself
+                compared += len(query_pos) * len(chunk)
+            new_s, new_i = top.result()
+            at = where[np.searchsorted(positions[where], query_pos)]
+            all_s = np.concatenate([sims[at], new_s], axis=1)
+            all_i = np.concatenate([nb[at], new_i], axis=1)
+            best = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
+            sims[at] = np.take_along_axis(all_s, best, axis=1)
+            nb[at] = np.take_along_axis(all_i, best, axis=1)
+    finally:
+        del mapped
+    return compared
+
+
 def join_task(data_dir: str, rank: int, tasks: int, s) -> dict:
     """Phase 2 for task `rank`: the k nearest neighbours of the rows of its groups, written to
     `join/part_{rank}.*` (global rows ascending)."""
@@ -275,7 +335,8 @@ def join_task(data_dir: str, rank: int, tasks: int, s) -> dict:
     device = info["device"]
     chunk_rows = blocks.GPU_CHUNK_ROWS if blocks.torch_device(device) == "cuda" else blocks.CHUNK_ROWS
     rerank = s.rerank or 2
-    out_rows, out_nb, out_s, compared = [], [], [], 0
+    own = NpyRows(join_path(data_dir, "own_lists.npy")) if info.get("extra_lists") else None
+    out_pos, out_nb, out_s, extra_pos, extra_list, extra_group, compared = [], [], [], [], [], [], 0
     try:
         for g in np.flatnonzero(owner == rank):
             lst, glo, ghi = groups[g]
@@ -290,16 +351,32 @@ def join_task(data_dir: str, rank: int, tasks: int, s) -> dict:
                 top.add(chunk, ids, cols)
                 compared += (ghi - glo) * len(chunk)
             sims, pos = top.result()
-            out_rows.append(rows_of[glo:ghi])
-            out_nb.append(np.where(pos >= 0, rows_of[np.maximum(pos, 0)], -1))
+            out_pos.append(np.arange(glo, ghi, dtype=np.int64))
+            out_nb.append(pos)
             out_s.append(sims)
+            if own is not None:  # the rows' own nearest lists that the list's probes leave out
+                probed = np.zeros(len(offsets) - 1, dtype=bool)
+                probed[probes[lst]] = True
+                lists = own(glo, ghi)
+                r, c = np.nonzero(~probed[lists])
+                extra_pos.append(glo + r)
+                extra_list.append(lists[r, c].astype(np.int64))
+                extra_group.append(np.full(len(r), g, dtype=np.int64))
             del top
             release_freed_memory(first=False)
+        positions = np.concatenate(out_pos) if out_pos else np.zeros(0, np.int64)
+        nb = np.concatenate(out_nb) if out_nb else np.zeros((0, k), np.int64)
+        sims = np.concatenate(out_s) if out_s else np.zeros((0, k), np.float32)
+        if extra_pos and sum(len(e) for e in extra_pos):
+            compared += _join_own_lists(data_dir, np.concatenate(extra_pos), np.concatenate(extra_list),
+                                        np.concatenate(extra_group), positions,
+                                        nb, sims, offsets, read, k, k * rerank, info["precision"], device, chunk_rows)
     finally:
         read.close()
-    rows = np.concatenate(out_rows) if out_rows else np.zeros(0, np.int64)
-    nb = np.concatenate(out_nb) if out_nb else np.zeros((0, k), np.int64)
-    sims = np.concatenate(out_s) if out_s else np.zeros((0, k), np.float32)
+        if own is not None:
+            own.close()
+    rows = rows_of[positions]
+    nb = np.where(nb >= 0, rows_of[np.maximum(nb, 0)], -1)
     by_row = np.argsort(rows, kind="stable")
     write_numpy_atomic(np.ascontiguousarray(nb[by_row], dtype=np.int64), join_path(data_dir, f"part_{rank:05d}.neighbors.npy"))
     write_numpy_atomic(np.ascontiguousarray(sims[by_row], dtype=np.float16), join_path(data_dir, f"part_{rank:05d}.similarities.npy"))
@@ -365,6 +442,7 @@ def finalize_join(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
         "index": "Flat" if info["exact"] else f"join{info['lists']},probes{info['probes']}",
         "device": info["device"], "precision": info["precision"], "exact": info["exact"],
         "lists": info["lists"], "probes": info["probes"], "probe_trace": info.get("probe_trace", []),
+        "extra_lists": info.get("extra_lists", 0), "extra_pairs": info.get("extra_pairs", 0),
         "tuned_recall_at_k": info["tuned_recall"], "comparisons": info["comparisons"],
         "comparisons_share": info["comparisons_share"], "rerank": s.rerank or 2,
         "recall_at_k": float(knn.recall_at_k(sample_i, exact_i)), "recall_sample_size": int(len(sample)),
