@@ -13,7 +13,8 @@ from datatrove.executor import LocalPipelineExecutor
 
 from stages.embed.store import shard_paths, write_shard
 from stages.neighbors import blocks, join
-from stages.neighbors.join import finalize_join, join_task, plan_groups, probe_recall, quantize
+from stages.neighbors.join import finalize_join, join_task, plan_groups
+from stages.neighbors.quantize import probe_recall, quantize
 from stages.neighbors.stage import NeighborsSettings
 from stages.neighbors.store import load_knn_graph, read_manifest
 from tests.test_neighbors_graph import _embed_dir, _exact, clustered_vectors

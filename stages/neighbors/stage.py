@@ -120,7 +120,7 @@ class NeighborsQuantize(PipelineStep):
         self.embed_dir, self.data_dir, self.settings, self.seed = embed_dir, data_dir, settings, seed
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        from stages.neighbors.join import quantize
+        from stages.neighbors.quantize import quantize
 
         if rank != 0:
             return
