@@ -79,7 +79,8 @@ class BlockTopK:
 
     compiled_cpu = True  # CPU bfloat16: the compiled selection and re-score (False: torch's, for bench/join_blocks.py)
 
-    def __init__(self, queries: np.ndarray, k: int, keep: int, precision: str = "float32", device: str = "cpu"):
+    def __init__(self, queries: np.ndarray, k: int, keep: int, precision: str = "float32", device: str = "cpu",
+                 query_rows: int = 0):
         import torch
 
         self.torch = torch
@@ -92,7 +93,7 @@ class BlockTopK:
         m = len(queries)
         self.best_s = torch.full((m, k), float("-inf"), dtype=torch.float32, device=self.dev)
         self.best_i = torch.full((m, k), -1, dtype=torch.int64, device=self.dev)
-        self.query_rows = GPU_QUERY_ROWS if self.dev == "cuda" else QUERY_ROWS
+        self.query_rows = query_rows or (GPU_QUERY_ROWS if self.dev == "cuda" else QUERY_ROWS)
 
     def add(self, chunk: np.ndarray, ids: np.ndarray, self_cols: np.ndarray | None = None) -> None:
         """One candidate chunk: vectors [c, d], their ids int64 [c]; `self_cols[i]` is the column of

@@ -10,9 +10,10 @@ independent datatrove tasks, none of which holds the corpus.
    have neighbours no list-wide probe count reaches cheaply: on 2M clustered rows the probe count
    fell from 77 to ~20 at the same recall, with ~0.9 such lists per row). On a seeded sample of
    `recall_sample` rows the exact top-k (streamed over the corpus) tells, for every probe count P,
-   which share of the true neighbours lie in the sample rows' first P probes or own lists: the
-   smallest P reaching `target_recall + recall_margin` is the probe count (the recall a perfect
-   join over those candidates reaches). The vectors are
+   which share of the true neighbours lie in the sample rows' first P probes or own lists (the
+   recall a perfect join over those candidates reaches); of the (P, own lists 0/2/4/`extra_lists`)
+   pairs reaching `target_recall + recall_margin`, the one with the fewest comparisons is used
+   (`quantize.join_costs`; an own-list comparison counts EXTRA_COST, its blocks are small). The vectors are
    then rewritten sorted by list (`join/vectors.npy`, the embeddings' dtype), so every list is one
    contiguous range (an external bucket sort, `rowfiles.write_sorted_by_list`). Up to
    `flat_max_rows` rows (or `probes` >= the list count) there is no k-means: one list holds every
@@ -25,8 +26,8 @@ independent datatrove tasks, none of which holds the corpus.
    each group the candidates (its first P probe lists) stream through `blocks.BlockTopK` in chunks:
    one matrix product per chunk (bfloat16 on CPUs that have it, float16 on GPUs, float32 when
    exact), the best k x `rerank` re-scored in float32, merged per row. Then the task's rows against
-   their own lists left out by the probes, list by list (each read once per task), group by group
-   (so the blocks, hence the graph, do not depend on the task count). Memory: one group and one
+   their own lists left out by the probes, list by list (each read once per task), in fixed-size
+   row blocks (so the products, hence the graph, do not depend on the task count). Memory: one group and one
    chunk (~200 MB, see `blocks.py`) plus the task's output (16 B x k per row it owns); vectors are
    read with plain file reads, not mapped, so the task's resident memory is what it holds.
 3. `finalize` (1 task): ids, the graph in `rows_per_shard` shards (`store.py` format), the recall
@@ -122,41 +123,48 @@ def _merged_ranges(offsets: np.ndarray, lists: np.ndarray) -> list[tuple[int, in
     return [(a, b) for a, b in out]
 
 
-def _join_own_lists(data_dir: str, pos: np.ndarray, lists: np.ndarray, group: np.ndarray, positions: np.ndarray,
-                    nb: np.ndarray, sims: np.ndarray, offsets: np.ndarray, read, k: int, keep: int, precision: str,
-                    device: str, chunk_rows: int) -> int:
+EXTRA_BLOCK = 64  # rows per product in the own-lists pass (fixed, padded: see _join_own_lists)
+
+
+def _join_own_lists(data_dir: str, pos: np.ndarray, lists: np.ndarray, positions: np.ndarray, nb: np.ndarray,
+                    sims: np.ndarray, offsets: np.ndarray, read, k: int, keep: int, precision: str, device: str,
+                    chunk_rows: int) -> int:
     """Second pass of a search task: row `pos[j]` (a sorted-file position) against list `lists[j]`, one
     of its own nearest lists that its list's probes leave out, merged into its neighbours (`nb`, `sims`
     of the task's `positions`, updated in place).
+
     Rows far from their list's centre find neighbours that no list-wide probe count reaches at a
-    sensible cost. Pairs are taken list by list, so each such list is read once per task, and within
-    a list group by group (`group[j]`: the row's group), so a row's block holds the same rows whatever
-    the task count (the products, hence the graph, do not depend on it). Returns the comparisons made."""
+    sensible cost. Pairs are taken list by list, so each such list is read (and cast) once per task,
+    with all the task's rows that need it. Those rows go through the products in blocks of exactly
+    EXTRA_BLOCK rows (the last one padded with zero rows), so every row's products come from the same
+    kernel on the same shapes whichever rows share its block: the graph does not depend on the task
+    count. Returns the comparisons made."""
     from stages.neighbors import blocks
 
     where = np.argsort(positions, kind="stable")
-    by_pair = np.lexsort((pos, group, lists))
-    pos, lists, group = pos[by_pair], lists[by_pair], group[by_pair]
-    cuts = np.flatnonzero((np.diff(lists) != 0) | (np.diff(group) != 0)) + 1
+    by_pair = np.lexsort((pos, lists))
+    pos, lists = pos[by_pair], lists[by_pair]
+    cuts = np.flatnonzero(np.diff(lists)) + 1
     mapped = np.load(join_path(data_dir, "vectors.npy"), mmap_mode="r")
-    compared, chunks, chunks_of = 0, [], -1
+    compared = 0
     try:
         for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(lists)]])):
-            lst = int(lists[a])
-            if lst != chunks_of:  # the list's rows, read once for all the groups that need them
-                chunks = [(chunk, np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi, _ in pieces]))
-                          for chunk, pieces in _candidate_chunks(_merged_ranges(offsets, [lst]), read, chunk_rows)]
-                chunks_of = lst
             query_pos = pos[a:b]
-            top = blocks.BlockTopK(np.asarray(mapped[query_pos], dtype=np.float32), k, keep, precision, device)
+            m = len(query_pos)
+            queries = np.zeros((-(-m // EXTRA_BLOCK) * EXTRA_BLOCK, mapped.shape[1]), dtype=np.float32)
+            queries[:m] = mapped[query_pos]
             drop_pages(mapped)
-            for chunk, ids in chunks:
+            # float32 products: with ~1,000 candidates a row, choosing k x rerank of them in low
+            # precision and re-scoring costs more than the exact product (measured 3x)
+            top = blocks.BlockTopK(queries, k, k, "float32", device, query_rows=EXTRA_BLOCK)
+            for chunk, pieces in _candidate_chunks(_merged_ranges(offsets, [lists[a]]), read, chunk_rows):
+                ids = np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi, _ in pieces])
                 top.add(chunk, ids, None)  # another list than the row's own: it cannot meet itself
-                compared += len(query_pos) * len(chunk)
+                compared += m * len(chunk)
             new_s, new_i = top.result()
             at = where[np.searchsorted(positions[where], query_pos)]
-            all_s = np.concatenate([sims[at], new_s], axis=1)
-            all_i = np.concatenate([nb[at], new_i], axis=1)
+            all_s = np.concatenate([sims[at], new_s[:m]], axis=1)
+            all_i = np.concatenate([nb[at], new_i[:m]], axis=1)
             best = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
             sims[at] = np.take_along_axis(all_s, best, axis=1)
             nb[at] = np.take_along_axis(all_i, best, axis=1)
@@ -183,7 +191,7 @@ def join_task(data_dir: str, rank: int, tasks: int, s) -> dict:
     chunk_rows = blocks.GPU_CHUNK_ROWS if blocks.torch_device(device) == "cuda" else blocks.CHUNK_ROWS
     rerank = s.rerank or 2
     own = NpyRows(join_path(data_dir, "own_lists.npy")) if info.get("extra_lists") else None
-    out_pos, out_nb, out_s, extra_pos, extra_list, extra_group, compared = [], [], [], [], [], [], 0
+    out_pos, out_nb, out_s, extra_pos, extra_list, compared = [], [], [], [], [], 0
     try:
         for g in np.flatnonzero(owner == rank):
             lst, glo, ghi = groups[g]
@@ -208,15 +216,13 @@ def join_task(data_dir: str, rank: int, tasks: int, s) -> dict:
                 r, c = np.nonzero(~probed[lists])
                 extra_pos.append(glo + r)
                 extra_list.append(lists[r, c].astype(np.int64))
-                extra_group.append(np.full(len(r), g, dtype=np.int64))
             del top
             release_freed_memory(first=False)
         positions = np.concatenate(out_pos) if out_pos else np.zeros(0, np.int64)
         nb = np.concatenate(out_nb) if out_nb else np.zeros((0, k), np.int64)
         sims = np.concatenate(out_s) if out_s else np.zeros((0, k), np.float32)
         if extra_pos and sum(len(e) for e in extra_pos):
-            compared += _join_own_lists(data_dir, np.concatenate(extra_pos), np.concatenate(extra_list),
-                                        np.concatenate(extra_group), positions,
+            compared += _join_own_lists(data_dir, np.concatenate(extra_pos), np.concatenate(extra_list), positions,
                                         nb, sims, offsets, read, k, k * rerank, info["precision"], device, chunk_rows)
     finally:
         read.close()

@@ -12,6 +12,7 @@ from stages.neighbors.rowfiles import drop_pages, gather_rows, release_freed_mem
 
 VOTE_LISTS = 3  # nearest lists each row votes for (measured: 3 beat 2 and 4 on the 1M benchmark corpus)
 MAX_PROBES = 512
+EXTRA_COST = 2.0  # an own-list comparison against a list-wide one (small padded blocks; measured ~2x)
 BLOCK = 65536
 
 
@@ -70,6 +71,30 @@ def probe_recall(sample_lists: np.ndarray, exact_lists: np.ndarray, valid: np.nd
     return np.cumsum(hist) / total
 
 
+def join_costs(offsets: np.ndarray, probes: np.ndarray, own_lists: np.ndarray | None):
+    """For every probe count P = 1..probes.shape[1]: (comparisons of the list-wide blocks, comparisons
+    of the rows' own lists left out by the first P probes, the number of such (row, list) pairs).
+    own_lists: [n, V] by position in the sorted file, or None."""
+    nlist, width = len(offsets) - 1, probes.shape[1]
+    sizes = np.diff(offsets)
+    main = np.zeros(width, dtype=np.float64)
+    extra_at = np.zeros(width + 1, dtype=np.float64)  # by the own list's rank among the probes
+    pairs_at = np.zeros(width + 1, dtype=np.float64)
+    rank = np.empty(nlist, dtype=np.int64)
+    for lst in range(nlist):
+        main += float(sizes[lst]) * np.cumsum(sizes[probes[lst]])
+        if own_lists is not None and sizes[lst]:
+            rank.fill(width)
+            rank[probes[lst]] = np.arange(width)
+            own = own_lists[offsets[lst] : offsets[lst + 1]].ravel()
+            extra_at += np.bincount(rank[own], weights=sizes[own], minlength=width + 1)
+            pairs_at += np.bincount(rank[own], minlength=width + 1)
+    # a pair whose list ranks r among the probes is an extra for P <= r
+    extra = np.cumsum(extra_at[::-1])[::-1][1:]
+    pairs = np.cumsum(pairs_at[::-1])[::-1][1:]
+    return main, extra, pairs
+
+
 def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
     """Phase 1 (see the module docstring); writes `join/` and returns its info."""
     import faiss
@@ -125,33 +150,38 @@ def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
                                          chunk_rows=16384, after_chunk=lambda: drop_pages(vectors)) \
         if n else (np.zeros((0, k), np.float32), np.zeros((0, k), np.int64))
     drop_pages(vectors)
+    sizes = np.diff(offsets)
+    comparisons, extra_pairs, used_extra, trace, tuned = n * n, 0, 0, [], 1.0
     if not exact:
         valid = exact_i >= 0
-        curve = probe_recall(list_of_row[sample], list_of_row[np.maximum(exact_i, 0)], valid, probes,
-                             None if own_lists is None else own_lists[sample])
         goal = min(1.0, s.target_recall + s.recall_margin)
-        if s.probes:
-            chosen = min(s.probes, probes.shape[1])
-        else:
+        own_sorted = None if own_lists is None else np.ascontiguousarray(own_lists[order])  # by file position
+        full = 0 if own_sorted is None else own_sorted.shape[1]
+        # each row's own nearest lists, 0..extra_lists of them, with the probe count: the cheapest pair
+        # that reaches the goal (own-list comparisons weighted EXTRA_COST), else the best recall
+        options = []
+        for width in ([full] if s.probes else sorted({0, min(2, full), min(4, full), full})):
+            curve = probe_recall(list_of_row[sample], list_of_row[np.maximum(exact_i, 0)], valid, probes,
+                                 own_lists[sample, :width] if width else None)
+            main, extra, pairs = join_costs(offsets, probes, own_sorted[:, :width] if width else None)
+            cost = main + EXTRA_COST * extra
             reached = np.flatnonzero(curve >= goal - 1e-12)
-            chosen = int(reached[0]) + 1 if len(reached) else probes.shape[1]
+            if s.probes:
+                p = min(s.probes, probes.shape[1])
+            else:
+                p = int(reached[np.argmin(cost[reached])]) + 1 if len(reached) else probes.shape[1]
+            rank = (1, -cost[p - 1]) if curve[p - 1] >= goal - 1e-12 else (0, curve[p - 1])
+            options.append((rank, width, p, curve, (main, extra, pairs)))
+        best = max(options, key=lambda o: o[0])
+        _, used_extra, chosen, curve, (main, extra, pairs) = best
         trace = [[p, round(float(curve[p - 1]), 6)] for p in sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, chosen})
                  if p <= probes.shape[1]]
         probes = np.ascontiguousarray(probes[:, :chosen])
-    sizes = np.diff(offsets)
-    comparisons = int(sum(int(sizes[l]) * int(sizes[probes[l]].sum()) for l in range(nlist)))
-    extra_pairs = 0
-    if own_lists is not None:
-        own_lists = np.ascontiguousarray(own_lists[order])  # by position in the sorted file
-        for lst in range(nlist):  # the (row, list) pairs the join adds beyond the list's probes
-            probed = np.zeros(nlist, dtype=bool)
-            probed[probes[lst]] = True
-            extra = own_lists[offsets[lst] : offsets[lst + 1]]
-            extra = extra[~probed[extra]]
-            extra_pairs += len(extra)
-            comparisons += int(sizes[extra].sum())
-        write_numpy_atomic(own_lists.astype(np.int32), join_path(data_dir, "own_lists.npy"))
-        del own_lists
+        comparisons, extra_pairs = int(main[chosen - 1] + extra[chosen - 1]), int(pairs[chosen - 1])
+        tuned = float(curve[chosen - 1])
+        if used_extra:
+            write_numpy_atomic(own_sorted[:, :used_extra].astype(np.int32), join_path(data_dir, "own_lists.npy"))
+        del own_sorted, own_lists
     write_sorted_by_list(vectors, list_of_row, order, offsets, join_path(data_dir, "vectors.npy"),
                          join_path(data_dir, "buckets"))
     write_numpy_atomic(order.astype(np.int64), join_path(data_dir, "rows.npy"))
@@ -160,9 +190,9 @@ def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
     write_numpy_atomic(np.asarray(sample, dtype=np.int64), join_path(data_dir, "sample_rows.npy"))
     write_numpy_atomic(exact_i.astype(np.int64), join_path(data_dir, "sample_exact.npy"))
     info.update(lists=int(nlist), probes=int(chosen), probe_trace=trace, comparisons=comparisons,
-                extra_lists=int(s.extra_lists) if not exact else 0, extra_pairs=int(extra_pairs),
+                extra_lists=int(used_extra), extra_pairs=int(extra_pairs),
                 comparisons_share=comparisons / max(1, n * n), list_rows_max=int(sizes.max()) if n else 0,
-                tuned_recall=float(curve[probes.shape[1] - 1]) if (n and not exact) else 1.0)
+                tuned_recall=tuned)
     write_json_atomic(info, join_path(data_dir, INFO))  # last: its presence means `join/` is complete
     return info
 
