@@ -1,12 +1,13 @@
 """Benchmark: the fixed cost of a phase on a small run, worker processes per phase vs in-process.
 
-A 500-document recipe of 14 phases (normalize, exact dedup, embed, kNN, order, pack; 2 tasks, 2
+A 500-document recipe of 16 phases (normalize, exact dedup, embed, kNN, order, pack; 2 tasks, 2
 workers) runs twice through the CLI, each in a fresh interpreter and output folder, side by side in
 one benchmark run (the machine is shared: compare the ratio, not the seconds):
 - `pools` (the reference: how every local run worked before `executor.in_process_mb`): each phase
   starts datatrove's worker pool, whose processes import datatrove, torch and the stage's models;
 - `in_process` (the default for inputs under 8 MB): every task runs in the launching process, one
-  after another, each on its own copy of the pipeline.
+  after another, each on its own copy of the pipeline; start-up work of later phases (numba for
+  `order.paths`) is done in a background thread while earlier phases run (`curate/warm_up.py`).
 Per-phase wall times come from each run's run.json. `same_outputs` says, per kind of output
 (documents, order, windows), whether the two runs wrote the same bytes.
 `embed` is compute (encoding 450 documents on CPU), not overhead; it is reported apart.

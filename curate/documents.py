@@ -83,19 +83,14 @@ class DocumentsWriter(JsonlWriter):
     """The writer of every document set between phases, byte-identical across reruns.
 
     datatrove's gzip output embeds the time of writing in each file's header; this one does not.
-    `parts > 1` splits each task's output round-robin into that many files (`<rank>_<part>.jsonl.gz`):
-    the input pass uses it when the input has fewer files than tasks, so that every later phase has
-    work for all its tasks (datatrove shards by file, and one big file would leave all but one idle).
     Files are written as `<name>.partial` and renamed when the task has written its last document; a
     task that fails deletes them, a killed one leaves only `.partial` names, which no reader lists.
     """
 
     name = "🐿 Jsonl (documents)"
 
-    def __init__(self, output_folder: str, parts: int = 1):
-        filename = "${rank}.jsonl.gz" if parts <= 1 else "${rank}_${part}.jsonl.gz"
-        super().__init__(output_folder, output_filename=filename, compression="gzip")
-        self.parts = max(1, parts)
+    def __init__(self, output_folder: str):
+        super().__init__(output_folder, output_filename="${rank}.jsonl.gz", compression="gzip")
         _register_fixed_gzip()
         self.output_mg = _PartialFileManager(self.output_folder, mode="wb", compression=_GZIP_FIXED)
 
@@ -103,12 +98,9 @@ class DocumentsWriter(JsonlWriter):
         _register_fixed_gzip()  # pool processes import this module afresh
         done = False
         try:
-            for i, document in enumerate(data):
+            for document in data:
                 with self.track_time():
-                    if self.parts > 1:
-                        self.write(document, rank, part=f"{i % self.parts:05d}")
-                    else:
-                        self.write(document, rank)
+                    self.write(document, rank)
                 yield document
             done = True
         except OSError as e:  # ENOSPC from a write names no file: say which folder

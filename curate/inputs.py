@@ -16,27 +16,9 @@ from datatrove.pipeline.readers import HuggingFaceDatasetReader
 from curate.atomic import atomic_path
 from curate.paths import check_output_tree
 from curate.python_docs import PythonDocsReader, ensure_python_docs
-from curate.readers import BadInputError, CountingJsonlReader, CountingParquetReader  # noqa: F401 (re-exported)
+from curate.readers import CountingJsonlReader, CountingParquetReader
 from curate.recipe import InputConfig
 from curate.warc_input import CountingWarcReader
-
-
-def count_input_files(inp: InputConfig) -> int | None:
-    """How many files a local input names (None when it cannot be known before reading)."""
-    if inp.format not in ("jsonl", "parquet", "warc") or inp.paths is None:
-        return None
-    paths = [inp.paths] if isinstance(inp.paths, str) else inp.paths
-    n = 0
-    for p in paths:
-        if "://" in p:
-            return None
-        if glob.has_magic(p):
-            n += len(glob.glob(p, recursive=True))
-        elif os.path.isdir(p):
-            n += sum(len(files) for _, _, files in os.walk(p))
-        else:
-            n += 1
-    return n
 
 
 def input_bytes(inp: InputConfig, output_dir: str) -> int | None:

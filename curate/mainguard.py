@@ -6,9 +6,10 @@ executor (or `curate.api.run_recipe`) at module level then starts it again in ev
 multiprocessing refuses, the worker dies, the pool starts another: the run loops forever and prints
 tracebacks. Python's fix is the guard; these checks name the line that needs it:
 
-- `check_script_guard()` (when `stages` is first imported by a script): reads the script and finds a
-  `LocalPipelineExecutor(...).run()` or `run_recipe(...)` called at module level outside the guard,
-  where the executor would start processes (not `workers=1`, `tasks=1` or `start_method="fork"`).
+- `check_script_guard()` (when `curate` is first imported, by the script itself or through `stages`):
+  reads the script and finds a `LocalPipelineExecutor(...).run()` or `run_recipe(...)` called at
+  module level outside the guard, where the executor would start processes (not `workers=1`,
+  `tasks=1` or `start_method="fork"`), whatever the pipeline holds.
 - `check_caller_guard()` (when curate's runner is about to start processes): the same for the line
   of the script that called it, also through functions the script calls at module level.
 Only the main process checks: the workers re-importing the script must not.

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from curate.documents import DOCUMENTS_GLOB, DOCUMENTS_SUBDIR, DocumentsWriter  # noqa: F401 (layout names)
+from curate.documents import DocumentsWriter
 from curate.errors import MissingStageError
 from curate.paths import safe_name
 from curate.recipe import Recipe

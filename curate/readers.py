@@ -46,8 +46,8 @@ from datatrove.io import get_shard_from_paths_file
 from datatrove.pipeline.readers import JsonlReader, ParquetReader
 
 from curate.atomic import partial_name
-from curate.input_files import (NUL, SIGNATURES as _SIGNATURES, SNIFF_BYTES, Utf16Lines, ZstdStream,  # noqa: F401
-                                binary_verdict, file_problem, split_records, utf16_encoding)
+from curate.input_files import (NUL, SNIFF_BYTES, Utf16Lines, ZstdStream, binary_verdict, file_problem, split_records,
+                                utf16_encoding)
 from curate.record_rules import RecordTooDeep, id_verdict, jsonable_original, parse_json_record, valid_media
 
 # problems that drop nothing and never stop a strict run

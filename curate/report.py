@@ -27,14 +27,11 @@ from rich.table import Table
 from curate import plots
 from curate.atomic import atomic_path
 from curate.errors import ReportError
-from curate.input_balance import input_balance
 from curate.figures import REPORT_FILE
 from curate.glossary import GLOSSARY
+from curate.input_balance import input_balance
 from curate.record import PhaseRecord, RunRecord, count_completed
 from curate.samples import SAMPLE_CHARS, removed_samples
-# Old import path of the figures API (stages of branches made before curate/figures.py); remove once merged.
-from curate.figures import downsample, histogram, write_report_section  # noqa: F401
-
 
 HEAVY_DROP = 0.99  # a stage dropping at least this share of its input is flagged at the end of a run
 

@@ -21,22 +21,23 @@ from typing import Any
 
 from rich.console import Console
 
-from curate.documents import DocumentsWriter, documents_reader
+from curate.documents import DOCUMENTS_SUBDIR, DocumentsWriter, documents_reader
 from curate.empty_corpus import empty_upstream, stop_early
 from curate.errors import RecipeError, RunError
 from curate.executors import QuietLocalExecutor, quiet_datatrove_logs
 from curate.final import FINAL_DIR, publish_final
-from curate.inputs import count_input_files, input_bytes, input_reader, prepare_input
+from curate.inputs import input_bytes, input_reader, prepare_input
 from curate.mainguard import check_caller_guard
 from curate.output_lock import OutputLockedError, output_lock
 from curate.overwrite import read_run_json, remove_previous_run
-from curate.plan import DOCUMENTS_SUBDIR, GlobalPlan, PlannedPhase, RunPlan, StageContext
+from curate.plan import GlobalPlan, PlannedPhase, RunPlan, StageContext
 from curate.progress import PhaseMonitor, ProgressCounter
 from curate.ray_cluster import ray_executor, ray_session
 from curate.recipe import Recipe
 from curate.record import RunRecord, fingerprint_hash
 from curate.registry import get_stage
 from curate.slurm_cluster import slurm_executor, submit_chain
+from curate.warm_up import WarmUps
 
 __all__ = ["PlannedPhase", "RunError", "RunPlan", "build_executors", "execute", "plan_run"]
 
@@ -68,17 +69,13 @@ def plan_run(recipe: Recipe, output_dir: str | None = None, tasks: int | None = 
         pid = pass_id or default_id
         phase_dir = os.path.join(out, pid)
         docs_dir = os.path.join(phase_dir, DOCUMENTS_SUBDIR)
-        # jsonl and parquet readers share files record by record when there are fewer files than tasks
-        # (curate/readers.py); datatrove's WARC reader does not, so its pass at least splits its output
-        # for the later phases
-        warc = current_docs is None and recipe.input.format == "warc"
-        n_files = count_input_files(recipe.input) if warc else None
-        parts = tasks if n_files is not None and n_files < tasks else 1
+        # with fewer input files than tasks, the input readers spread each file over all the tasks
+        # (jsonl and parquet record by record, curate/readers.py; WARC by byte span, curate/warc_spans.py)
         pipeline = [
             reader_for(phase_dir),
             ProgressCounter(os.path.join(phase_dir, "progress")),
             *pending,
-            DocumentsWriter(docs_dir, parts=parts),
+            DocumentsWriter(docs_dir),
         ]
         label = " + ".join(pending_stages) if pending_stages else "read input"
         owners = ["read", "progress", *pending_owner, "write"]
@@ -266,8 +263,12 @@ def _execute_locked(plan: RunPlan, kind: str, console, overwrite: bool) -> RunRe
     session = contextlib.nullcontext()
     if kind == "ray":  # phases run one after another as on the local executor, on a Ray cluster
         session = ray_session(plan.recipe.executor.ray)
+    # start-up work of later phases, done in the background of a small in-process run (curate/warm_up.py)
+    warm_ups = WarmUps(plan.phases) if in_process else None
     with session:
         for i, (phase, ex, entry) in enumerate(zip(plan.phases, executors, record.phases)):
+            if warm_ups is not None:
+                warm_ups.phase_starts(i, needed=lambda j: record.phases[j].status != "done")
             phase_dir = record.phase_dir(entry)
             label = f"[{i + 1}/{len(plan.phases)}] {phase.label}"
             t0 = time.monotonic()

@@ -31,11 +31,14 @@ listed but drops nothing: warcio reads on from there.
 Every record is accounted for: `warc_records` = `documents` + `dropped_input` (all reasons above),
 where a file that is not a WARC, and the unreadable tail of a truncated or corrupt one, count as one
 record each (what they held cannot be counted).
+
+With fewer files than tasks, every task reads its own byte span of each file (`curate/warc_spans.py`),
+so one big WARC keeps all the tasks of its phase busy; the documents and drops are the same whatever
+the task count. A problem with a whole file (`not_warc`, `empty_file`) is reported once, by task 0.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import io
 import json
@@ -45,7 +48,10 @@ import zlib
 
 from datatrove.pipeline.readers.base import BaseDiskReader
 
-from curate.readers import SNIFF_BYTES, BadInputError, _Prepend, _ProblemLog
+from curate.input_files import SNIFF_BYTES
+from curate.readers import BadInputError, _Prepend, _ProblemLog
+from curate.warc_payload import declared_charset, decode_payload, mime_type
+from curate.warc_spans import record_start_from, task_span
 
 MAX_PAYLOAD_BYTES = 32 << 20
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -53,68 +59,6 @@ PAGE_RECORDS = ("response", "conversion")
 FILE_PROBLEMS = ("not_warc", "truncated_file", "corrupt_warc")
 _STATUS_LINE = re.compile(r"^\d{3}(\s|$)")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
-# A payload decoded as UTF-8 with at most this share of its characters replaced is kept (one stray
-# byte in a long page is common); more than that and the page is mojibake, tried under other charsets.
-MAX_REPLACED_SHARE = 0.001
-
-
-def mime_type(content_type: str | None) -> str | None:
-    """`text/html; charset=utf-8` -> `text/html`."""
-    if not content_type:
-        return None
-    return content_type.split(";", 1)[0].strip().lower() or None
-
-
-def declared_charset(content_type: str | None) -> str | None:
-    m = re.search(r"charset\s*=\s*[\"']?([^\s;\"']+)", content_type or "", re.IGNORECASE)
-    return m.group(1).strip() if m else None
-
-
-def _codec(name: str | None) -> str | None:
-    if not name:
-        return None
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return None
-
-
-def decode_payload(body: bytes, declared: str | None) -> tuple[str | None, str, str]:
-    """(text, charset used, note). text is None when nothing decodes it; note says what was tried.
-
-    Order: the HTTP header's charset, a `<meta charset>` in the first 4 KiB, UTF-8; then UTF-8 with the
-    odd invalid byte replaced (at most 0.1% of characters); then cchardet's guess.
-    """
-    tried: list[str] = []
-    meta = _META_CHARSET.search(body[:4096])
-    candidates = [declared, meta.group(1).decode("ascii", "replace") if meta else None, "utf-8"]
-    unknown = [c for c in candidates[:2] if c and _codec(c) is None]
-    for name in candidates:
-        codec = _codec(name)
-        if codec is None or codec in tried:
-            continue
-        tried.append(codec)
-        try:
-            return body.decode(codec), codec, ""
-        except (UnicodeDecodeError, LookupError):
-            continue
-    text = body.decode("utf-8", errors="replace")
-    if text.count("\ufffd") <= MAX_REPLACED_SHARE * max(len(text), 1):
-        return text, "utf-8", "replaced"
-    import cchardet
-
-    guess = _codec(cchardet.detect(body).get("encoding"))
-    if guess and guess not in tried:
-        tried.append(guess + " (detected)")
-        try:
-            return body.decode(guess), guess, "detected"
-        except (UnicodeDecodeError, LookupError):
-            pass
-    note = "tried " + ", ".join(tried)
-    if unknown:
-        note += f"; unknown charset {unknown[0]!r} declared"
-    return None, "", note
 
 
 def sniff_warc(head: bytes) -> str | None:
@@ -178,10 +122,13 @@ class CountingWarcReader(_ProblemLog, BaseDiskReader):
         kwargs["text_key"], kwargs["id_key"] = "text", "id"  # the reader builds these records itself
         super().__init__(data_folder, *args, **kwargs)
         self._init_problems(problems_dir, strict)
+        self._by_index = False  # tasks share the file being read record by record (a `.zst`)
 
     # A WARC problem is at a byte offset, not a line: the record carries it as `offset`.
     def _problem(self, filepath: str, line: int | None, reason: str, detail: str = "", dropped: int = 1,
-                 fatal: bool = True, offset: int | None = None) -> None:
+                 fatal: bool = True, offset: int | None = None, whole_file: bool = False) -> None:
+        if whole_file and not self._file_problem_is_mine():  # tasks share the file: task 0 reports it
+            return
         where = self._where(filepath)
         if self.strict and fatal:
             at = f"{where}@{offset}" if offset is not None else where
@@ -211,46 +158,72 @@ class CountingWarcReader(_ProblemLog, BaseDiskReader):
     def read_file(self, filepath: str):
         # warcio decompresses per-record gzip itself, which keeps record offsets in compressed bytes
         compression = "zstd" if filepath.endswith(".zst") else None
+        rank, tasks = self._stride
         with contextlib.ExitStack() as handles:
             f = handles.enter_context(self.data_folder.open(filepath, "rb", compression=compression))
             try:
                 head = f.read(SNIFF_BYTES)
             except (EOFError, OSError, zlib.error) as e:
-                self._problem(filepath, None, "truncated_file", str(e), offset=0)
+                self._problem(filepath, None, "truncated_file", str(e), offset=0, whole_file=True)
                 return
             if not head:
-                self._problem(filepath, None, "empty_file", "no records", dropped=0, fatal=False)
+                self._problem(filepath, None, "empty_file", "no records", dropped=0, fatal=False, whole_file=True)
                 return
             what = sniff_warc(head)
             if what is not None:
-                self._problem(filepath, None, "not_warc", f"{what}; file skipped", offset=0)
+                self._problem(filepath, None, "not_warc", f"{what}; file skipped", offset=0, whole_file=True)
                 return
-            raw, base, skip, seekable = _CountedPrepend(head, f), 0, 0, compression is None
+            gzip_members, seekable = head.startswith(b"\x1f\x8b"), compression is None
+            raw, base, skip = _CountedPrepend(head, f), 0, 0
+            # this task's byte span of a file the phase's tasks share (curate/warc_spans.py); a `.zst`
+            # cannot be cut by bytes: its tasks share it record by record (`self._take()`)
+            self._by_index = tasks > 1 and not seekable
+            stop = None
+            if tasks > 1 and seekable:
+                size = self.data_folder.size(filepath)
+                with self.data_folder.open(filepath, "rb") as probe:
+                    base, stop = task_span(probe, size, rank, tasks, gzip_members)
+                if base >= stop:
+                    return
+                if base > 0:
+                    f.seek(base)
+                    raw = _CountedPrepend(b"", f)
             while raw is not None:
-                outcome = yield from self._read_segment(filepath, raw, base, skip)
+                outcome = yield from self._read_segment(filepath, raw, base, skip, stop)
                 raw = None
-                if outcome[0] == "single_gzip" and seekable:
+                if outcome[0] == "single_gzip" and seekable and (stop is None or (base == 0 and stop >= size)):
                     # one gzip stream around the whole file: read it decompressed from the start, skipping the
-                    # records already read; offsets from here on are in the decompressed data
+                    # records already read; offsets from here on are in the decompressed data. (When tasks
+                    # share the file, no other task finds a record start in it: task 0's span is all of it.)
                     self.stat_update("warc_single_gzip_stream")
                     f = handles.enter_context(self.data_folder.open(filepath, "rb", compression="gzip"))
-                    raw, base, skip, seekable = _CountedPrepend(b"", f), 0, outcome[1], False
+                    raw, base, skip, seekable, stop = _CountedPrepend(b"", f), 0, outcome[1], False, None
+                elif outcome[0] == "single_gzip":
+                    # a gzip member holding several records in the middle of a file that tasks share:
+                    # the member's records cannot be cut at record starts. Listed, not lost silently.
+                    self._problem(filepath, None, "corrupt_warc", "a gzip member holding several records, in a "
+                                  "file read by several tasks (rerun with executor.tasks: 1 to read it whole); "
+                                  f"bytes {base}-{stop} of this task skipped", offset=outcome[2])
                 elif outcome[0] == "broken":
                     _, at, reason, message = outcome
-                    resume = self._next_record_start(filepath, at, head.startswith(b"\x1f\x8b")) if (
+                    resume = self._next_record_start(filepath, at, gzip_members) if (
                         seekable and reason == "corrupt_warc") else None
                     if resume is None:
-                        self._problem(filepath, None, reason, f"{message}; the rest of the file is lost", offset=at)
+                        self._problem(filepath, None, reason, f"{message}; the rest of the file is lost", offset=at,
+                                      whole_file=self._by_index)
                         return
                     self._problem(filepath, None, reason, f"{message}; bytes {at}-{resume} skipped, read on from "
                                   f"the next record", offset=at)
+                    if stop is not None and resume >= stop:
+                        return  # the next record is the next task's
                     f = handles.enter_context(self.data_folder.open(filepath, "rb"))
                     f.seek(resume)
                     raw, base, skip = _CountedPrepend(b"", f), resume, 0
 
-    def _read_segment(self, filepath: str, raw: _CountedPrepend, base: int, skip: int):
-        """Documents of the records from `raw` (which starts at byte `base` of the file); returns how it
-        ended: ("end",), ("single_gzip", records read) or ("broken", offset, reason, message)."""
+    def _read_segment(self, filepath: str, raw: _CountedPrepend, base: int, skip: int, stop: int | None):
+        """Documents of the records from `raw` (which starts at byte `base` of the file) up to the record
+        that starts at byte `stop` (the next task's; None: to the end); returns how it ended: ("end",),
+        ("single_gzip", records read, offset) or ("broken", offset, reason, message)."""
         from warcio.archiveiterator import ArchiveIterator
         from warcio.exceptions import ArchiveLoadFailed
 
@@ -265,21 +238,28 @@ class CountingWarcReader(_ProblemLog, BaseDiskReader):
             except StopIteration:
                 break
             except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as e:
+                at = base + max(records.offset or 0, 0)
+                if stop is not None and at >= stop:
+                    return ("end",)  # the next task's span starts there: it meets the same bytes
                 message = " ".join(str(e).split())[:240] or type(e).__name__
                 if "non-chunked gzip" in message:
-                    return ("single_gzip", seen)
+                    return ("single_gzip", seen, at)
                 reason = "truncated_file" if isinstance(e, (EOFError, zlib.error)) else "corrupt_warc"
-                return ("broken", base + max(records.offset or 0, 0), reason, message)
+                return ("broken", at, reason, message)
             seen += 1
             if seen <= skip:
                 continue
             # where this record starts: warcio's end of the previous one (get_record_offset() would
             # read the record to its end before we have its payload)
             offset = base + (records.offset or 0)
-            if warned.getvalue():
+            if warned.getvalue():  # about the end of the previous record, which was this task's
                 self._problem(filepath, None, "bad_content_length",
                               "the previous record is not followed by a blank line (wrong Content-Length?)",
-                              dropped=0, fatal=False, offset=offset)
+                              dropped=0, fatal=False, offset=offset, whole_file=self._by_index)
+            if stop is not None and offset >= stop:
+                return ("end",)
+            if self._by_index and not self._take():
+                continue
             self.stat_update("warc_records")
             with self.track_time():
                 try:
@@ -296,43 +276,19 @@ class CountingWarcReader(_ProblemLog, BaseDiskReader):
         except (EOFError, OSError, zlib.error):
             pass
         end = records.offset or 0
-        if end < raw.consumed:
+        if end < raw.consumed and (stop is None or base + end < stop):
             self._problem(filepath, None, "truncated_file",
                           f"the data stops inside the record at byte {base + end}; the records before it are kept",
-                          offset=base + end)
+                          offset=base + end, whole_file=self._by_index)
         return ("end",)
 
     def _next_record_start(self, filepath: str, after: int, gzip_members: bool) -> int | None:
-        """Byte offset of the first record start after `after`: a gzip member that opens with a WARC header,
-        or a `WARC/1.x` line. None when there is none (or the file cannot be searched)."""
-        marker = b"\x1f\x8b\x08" if gzip_members else b"\nWARC/1."
-        chunk = 1 << 20
+        """Byte offset of the first record start after `after` (see `curate/warc_spans.py`), None when
+        there is none (or the file cannot be searched)."""
         try:
+            size = self.data_folder.size(filepath)
             with self.data_folder.open(filepath, "rb") as f:
-                pos = after + 1
-                f.seek(pos)
-                while True:
-                    block = f.read(chunk + 64)
-                    if not block:
-                        return None
-                    i = block.find(marker)
-                    while i >= 0:
-                        start = pos + i + (0 if gzip_members else 1)
-                        if not gzip_members:
-                            return start
-                        f.seek(start)
-                        try:
-                            inner = zlib.decompressobj(31).decompress(f.read(4096))
-                        except zlib.error:
-                            inner = b""
-                        if inner.startswith(b"WARC/"):
-                            return start
-                        f.seek(pos + len(block))
-                        i = block.find(marker, i + 1)
-                    if len(block) <= chunk:
-                        return None
-                    pos += chunk
-                    f.seek(pos)
+                return record_start_from(f, after + 1, size, gzip_members)
         except (OSError, ValueError):
             return None
 

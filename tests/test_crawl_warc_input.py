@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from curate.readers import BadInputError
-from curate.warc_input import CountingWarcReader, decode_payload, sniff_warc
+from curate.warc_input import CountingWarcReader, sniff_warc
+from curate.warc_payload import decode_payload
 
 PAGE = "<html><head><title>t</title></head><body><p>{}</p></body></html>"
 

@@ -10,7 +10,8 @@ import pytest
 
 from stages.embed.store import write_shard
 from stages.neighbors import index as knn
-from stages.neighbors.stage import NeighborsSettings, build_knn_graph
+from stages.neighbors.search import build_knn_graph
+from stages.neighbors.stage import NeighborsSettings
 from stages.neighbors.store import load_knn_graph, read_manifest
 
 

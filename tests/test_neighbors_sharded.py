@@ -9,9 +9,8 @@ import numpy as np
 from datatrove.executor import LocalPipelineExecutor
 
 from stages.neighbors.sharded import merge_top_k, shard_bounds
-from stages.neighbors.stage import (
-    NeighborsFinalize, NeighborsMerge, NeighborsSettings, NeighborsShardSearch, build_knn_graph,
-)
+from stages.neighbors.search import build_knn_graph
+from stages.neighbors.stage import NeighborsFinalize, NeighborsMerge, NeighborsSettings, NeighborsShardSearch
 from stages.neighbors.store import load_knn_graph, read_manifest
 from tests.test_neighbors_graph import _embed_dir, _exact, clustered_vectors
 

@@ -114,3 +114,42 @@ def test_what_counts_as_an_unguarded_start():
         main()                                                   # 25: main() outside the guard
     ''')
     assert unguarded_starts(src) == [4, 9, 13, 24, 25]
+
+
+ONLY_CURATE = '''\
+import curate  # curate only: not `stages`, and no curate step in the pipeline
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.writers import JsonlWriter
+
+LocalPipelineExecutor([JsonlReader("data/"), JsonlWriter("copied/")], tasks=2, workers=2,
+                      logging_dir="logs").run()
+'''
+
+
+def test_importing_curate_alone_does_not_import_the_stages():
+    code = "import sys, curate; print(sorted(m for m in sys.modules if m.split('.')[0] == 'stages'))"
+    res = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("first_line", ["import curate", "from curate.documents import read_documents",
+                                        "import curate.recipe as recipe"])
+def test_a_script_importing_only_curate_stops_at_once_without_the_guard(workdir, first_line):
+    """A user's own datatrove pipeline with worker processes, in a script that imports only `curate`:
+    without the guard it stops at once with one line (it would loop forever otherwise); with the guard
+    it runs."""
+    code = ONLY_CURATE.replace("import curate  #", f"{first_line}  #", 1)
+    res, seconds = run_script(workdir, code, timeout=120)
+    assert res.returncode != 0
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr[-3000:]
+    assert "snippet.py:6" in lines[0] and GUARD in lines[0]
+    assert seconds < 60 and not (workdir / "copied").exists()
+
+    head, _, call = code.partition("LocalPipelineExecutor(")
+    guarded = head + GUARD + "\n" + textwrap.indent("LocalPipelineExecutor(" + call, "    ")
+    res, _ = run_script(workdir, guarded, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(read_docs(workdir / "copied")) == 60

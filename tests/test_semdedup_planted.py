@@ -124,7 +124,8 @@ def test_chain_from_graph_to_filter(tmp_path, corpus):
     from datatrove.executor import LocalPipelineExecutor
 
     from stages.embed.store import write_shard
-    from stages.neighbors.stage import NeighborsSettings, build_knn_graph
+    from stages.neighbors.search import build_knn_graph
+    from stages.neighbors.stage import NeighborsSettings
 
     ids, vectors, planted, distinct = corpus
     embed_dir, graph_dir, out = str(tmp_path / "embed"), str(tmp_path / "graph"), str(tmp_path / "groups")

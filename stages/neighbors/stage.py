@@ -23,7 +23,7 @@ from pydantic import Field
 
 from curate.plan import GlobalPlan, Phase, StageContext
 from curate.registry import StageSettings, register_stage
-from stages.neighbors.search import build_knn_graph  # noqa: F401  (the one-task search, importable from here)
+from stages.neighbors.search import build_knn_graph
 
 
 class NeighborsSettings(StageSettings):

@@ -33,9 +33,7 @@ from curate.plan import GlobalPlan, Phase, StageContext
 from curate.registry import StageSettings, register_stage
 from stages.neighbors.rowfiles import RowSubset
 from stages.order.algorithms import ALGORITHMS
-from stages.order.store import (  # noqa: F401 (order_file: old path)
-    ORDER_FILE, ORDER_PHASE, QUALITY_FILE, order_file, order_path, write_order,
-)
+from stages.order.store import ORDER_FILE, ORDER_PHASE, QUALITY_FILE, order_path, write_order
 
 
 class OrderSettings(StageSettings):
@@ -188,6 +186,22 @@ class OrderPaths(PipelineStep):
             self.stat_update("documents", value=n)
         return
         yield
+
+    def warm_up(self) -> None:
+        """Load numba and the algorithm's compiled kernels by ordering a tiny made-up partition with the
+        same array types as `run` (numba's start costs ~0.8 s in a fresh process, more than the whole
+        phase on a small run). Changes nothing `run` computes: the kernels seed their own random state,
+        per thread. A small in-process run calls this in the background (`curate/warm_up.py`)."""
+        from stages.order.partition import order_restricted
+
+        n, k = 16, 4
+        rng = np.random.default_rng(0)
+        vectors = rng.random((n, 8), dtype=np.float32)
+        neighbors = (np.arange(n, dtype=np.int64)[:, None] + np.arange(1, k + 1, dtype=np.int64)) % n
+        similarities = -np.sort(-rng.random((n, k), dtype=np.float32), axis=1)
+        algorithm = ALGORITHMS[self.settings.algorithm]
+        order_restricted(algorithm, vectors, neighbors, similarities, np.arange(n, dtype=np.int64), self.seed,
+                         **algorithm.options_from(self.settings))
 
 
 class OrderStitch(PipelineStep):
