@@ -198,7 +198,8 @@ def one_size(n: int, args) -> dict:
             "n": n, "recall_at_10": round(r, 4), "stated_recall_at_20": round(manifest["recall_at_k"], 4),
             "join_s": round(join_s, 1), "join_cpu_s": round(join_cpu_s, 1), "phases": phases,
             "peak_rss_gb_largest_task": max(p["peak_rss_gb"] for p in phases.values()),
-            "lists": manifest["lists"], "probes": manifest["probes"], "precision": manifest["precision"],
+            "lists": manifest["lists"], "probes": manifest["probes"], "extra_lists": manifest.get("extra_lists", 0),
+            "extra_pairs": manifest.get("extra_pairs", 0), "precision": manifest["precision"],
             "device": manifest["device"], "comparisons_share": round(manifest["comparisons_share"], 5),
         }
         if args.device == "gpu":
