@@ -146,7 +146,7 @@ def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
     top = None  # own_lists (a view) keeps what is still needed
     offsets = np.concatenate([[0], np.cumsum(np.bincount(list_of_row, minlength=nlist))]).astype(np.int64)
     # exact neighbours of the sample: the tuning's reference and, in `finalize`, the stated recall's
-    exact_s, exact_i = blocks.exact_topk(np.asarray(vectors[sample], dtype=np.float32), sample, vectors, k, device,
+    exact_s, exact_i = blocks.exact_topk(gather_rows(vectors, sample, np.float32), sample, vectors, k, device,
                                          chunk_rows=16384, after_chunk=lambda: drop_pages(vectors)) \
         if n else (np.zeros((0, k), np.float32), np.zeros((0, k), np.int64))
     drop_pages(vectors)
