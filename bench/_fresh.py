@@ -32,9 +32,17 @@ def print_peak() -> None:
     print(MARK, peak, flush=True)
 
 
+LAST_CPU_S = [0.0]  # CPU seconds (user + system) of the last `run_fresh` call, its workers included
+
+
 def run_fresh(module: str, call: str) -> tuple[str, float]:
-    """(stdout, peak GiB) of `module.call` run in a new interpreter (`call` is Python source)."""
+    """(stdout, peak GiB) of `module.call` run in a new interpreter (`call` is Python source). Its CPU
+    seconds, worker processes included, are left in LAST_CPU_S[0]: on a shared machine they move far
+    less with the load than wall time does."""
     code = f"import sys; sys.path.insert(0, {BENCH_DIR!r}); import {module}; {module}.{call}"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_CPU_S[0] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     peak = int(out.split(MARK)[-1].split()[0]) if MARK in out else 0
     return out, peak / 2**20

@@ -12,8 +12,9 @@ Per corpus size (each phase in a fresh process, so its peak memory is its own):
   size, nprobe raised until its recall@10 on the same rows reaches the join's, then `--ivf-queries`
   rows searched and the time extrapolated to every row; `speedup_vs_ivf` = (IVF build + search of all
   rows) / `join_s`;
-- `--cluster-rows 1000`: the corpus has one sub-topic per 1,000 rows (the same corpus at 1M), so a
-  larger corpus has more topics rather than denser ones (by default 1,000 sub-topics at every size);
+- `--cluster-rows 1000`: the corpus has one sub-topic per 1,000 rows, 20 per topic (the default corpus
+  at 1M), so a larger corpus has more topics rather than denser ones (by default 50 topics of 20
+  sub-topics at every size);
 - `--order`: then the `order` stage's phases (partition, paths in `--tasks` tasks, stitch) over the
   written graph and vectors: time and peak memory per phase, MAC (bench/order_scale.py's runner).
 `--device gpu` runs the blocks, k-means and exact sample on the GPU (torch CUDA, faiss-gpu) and
@@ -166,7 +167,7 @@ def write_order_ids(root: str) -> None:
 def one_size(n: int, args) -> dict:
     import numpy as np
 
-    from _fresh import run_fresh
+    from _fresh import LAST_CPU_S, run_fresh
     from stages.embed.store import load_embeddings
     from stages.neighbors.store import KnnTable, read_manifest
 
@@ -181,10 +182,12 @@ def one_size(n: int, args) -> dict:
             t = time.perf_counter()
             out, peak = run_fresh("knn", f"run_join_phase({embed_dir!r}, {graph_dir!r}, {phase!r}, {tasks}, "
                                          f"{workers}, {args.device!r})")
-            phases[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 1), "peak_rss_gb": round(peak, 3)}
+            phases[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 1), "cpu_s": round(LAST_CPU_S[0], 1),
+                             "peak_rss_gb": round(peak, 3)}
             if GPU_MARK in out:
                 gpu_peak = max(gpu_peak, float(out.split(GPU_MARK)[-1].split()[0]))
         join_s = sum(p["seconds"] for p in phases.values())
+        join_cpu_s = sum(p["cpu_s"] for p in phases.values())
         manifest = read_manifest(graph_dir)
         _, x, _ = load_embeddings(embed_dir, mmap=True, check=False)
         rows = np.sort(np.random.default_rng(123).choice(n, size=min(n, args.sample), replace=False))
@@ -193,9 +196,10 @@ def one_size(n: int, args) -> dict:
         r = recall(got, exact)
         result = {
             "n": n, "recall_at_10": round(r, 4), "stated_recall_at_20": round(manifest["recall_at_k"], 4),
-            "join_s": round(join_s, 1), "phases": phases,
+            "join_s": round(join_s, 1), "join_cpu_s": round(join_cpu_s, 1), "phases": phases,
             "peak_rss_gb_largest_task": max(p["peak_rss_gb"] for p in phases.values()),
-            "lists": manifest["lists"], "probes": manifest["probes"], "precision": manifest["precision"],
+            "lists": manifest["lists"], "probes": manifest["probes"], "extra_lists": manifest.get("extra_lists", 0),
+            "extra_pairs": manifest.get("extra_pairs", 0), "precision": manifest["precision"],
             "device": manifest["device"], "comparisons_share": round(manifest["comparisons_share"], 5),
         }
         if args.device == "gpu":
@@ -220,7 +224,8 @@ def one_size(n: int, args) -> dict:
             for phase, tasks in (("partition", 1), ("paths", args.tasks), ("stitch", 1)):
                 t = time.perf_counter()
                 _, peak = run_fresh("order_scale", f"run_stage_phase({root!r}, {phase!r}, {tasks}, {args.workers}, 50000)")
-                order[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 1), "peak_rss_gb": round(peak, 3)}
+                order[phase] = {"tasks": tasks, "seconds": round(time.perf_counter() - t, 1), "cpu_s": round(LAST_CPU_S[0], 1),
+                                "peak_rss_gb": round(peak, 3)}
             with open(os.path.join(root, "stitch", "quality.json")) as f:
                 quality = json.load(f)
             result["order"] = {"phases": order, "seconds": round(sum(p["seconds"] for p in order.values()), 1),
@@ -237,11 +242,13 @@ def one_size(n: int, args) -> dict:
 
 def write_embed_dir(embed_dir: str, n: int, cluster_rows: int = 0) -> None:
     """The corpus in the embed stage's on-disk format (run in its own process). `cluster_rows` > 0:
-    the number of sub-topics grows with the corpus (n / cluster_rows of them, 20 per topic at 1M with
-    1000); 0: always 1,000 sub-topics, so a larger corpus is denser in each."""
+    the topics grow with the corpus (n / cluster_rows sub-topics, 20 per topic: 50 topics at 1M with
+    1000, the default corpus), so every topic and sub-topic keeps its density; 0: always 50 topics of
+    20 sub-topics, so a larger corpus is denser in each. (Growing only the sub-topics inside 50 fixed
+    topics would make the topics denser: measured, probes 18 -> 35 at 2M.)"""
     from stages.embed.store import write_shard
 
-    x = clustered_vectors(n, subtopics=max(1, round(n / (50 * cluster_rows))) if cluster_rows else 20)
+    x = clustered_vectors(n, topics=max(1, round(n / (20 * cluster_rows))) if cluster_rows else 50)
     for rank, start in enumerate(range(0, n, 250_000)):
         part = x[start : start + 250_000]
         write_shard(embed_dir, rank, part, [str(i) for i in range(start, start + len(part))], None,
@@ -316,7 +323,7 @@ def main() -> None:
     ap.add_argument("--order", action="store_true", help="also run the order stage's phases over the graph")
     ap.add_argument("--index-shards", type=int, default=0, help="also the sharded IVF build with this many database shards")
     ap.add_argument("--cluster-rows", type=int, default=0,
-                    help="sub-topics grow with the corpus, this many rows each (0: 1,000 sub-topics at every size)")
+                    help="topics grow with the corpus: one sub-topic per this many rows, 20 per topic (0: 50 topics at every size)")
     ap.add_argument("--tmp", default=None, help="folder for the corpus and graph (default: the system's temporary folder)")
     args = ap.parse_args()
     import faiss
@@ -336,6 +343,7 @@ def main() -> None:
            "load_avg_end": [round(v, 1) for v in os.getloadavg()], "results": results}
     if len(results) >= 2:
         out["time_ratio_last_to_first"] = round(results[-1]["join_s"] / results[0]["join_s"], 3)
+        out["cpu_ratio_last_to_first"] = round(results[-1]["join_cpu_s"] / results[0]["join_cpu_s"], 3)
         out["size_ratio_last_to_first"] = round(results[-1]["n"] / results[0]["n"], 3)
     print(json.dumps(out))
 

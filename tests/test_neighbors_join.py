@@ -13,7 +13,9 @@ from datatrove.executor import LocalPipelineExecutor
 
 from stages.embed.store import shard_paths, write_shard
 from stages.neighbors import blocks, join
-from stages.neighbors.join import finalize_join, join_task, plan_groups, probe_recall, quantize
+from stages.neighbors.join import finalize_join, join_task, plan_groups
+from stages.neighbors.quantize import join_costs as quantize_join_costs
+from stages.neighbors.quantize import probe_recall, quantize
 from stages.neighbors.stage import NeighborsSettings
 from stages.neighbors.store import load_knn_graph, read_manifest
 from tests.test_neighbors_graph import _embed_dir, _exact, clustered_vectors
@@ -107,9 +109,9 @@ def test_tuned_join_meets_the_target_and_states_its_true_recall(tmp_path):
     info, manifest = _build(_embed_dir(tmp_path, x, dtype="float16"), str(tmp_path / "g"), settings, seed=2)
     assert not info["exact"] and info["precision"] == blocks.resolve_precision("auto", "cpu")
     assert 1 < info["probes"] < info["lists"] and info["comparisons_share"] < 0.5
-    # the probe count is the smallest whose sample recall reaches target + margin
+    # the chosen probe count (with the chosen own lists) reaches target + margin on the sample
     trace = dict((p, r) for p, r in info["probe_trace"])
-    assert trace[info["probes"]] >= 0.96 and all(r < 0.96 for p, r in trace.items() if p < info["probes"])
+    assert trace[info["probes"]] >= 0.97 and info["tuned_recall"] == pytest.approx(trace[info["probes"]], abs=1e-6)
     g = load_knn_graph(str(tmp_path / "g"))
     xs = x.astype(np.float16).astype(np.float32)
     rows = np.asarray(manifest["recall_sample_rows"])
@@ -156,6 +158,55 @@ def test_probe_recall_counts_neighbours_inside_the_first_p_probes():
     exact_lists = np.array([[0, 2, 1], [1, 1, 1]])
     curve = probe_recall(lists, exact_lists, np.ones((2, 3), dtype=bool), probes)
     assert curve.tolist() == pytest.approx([4 / 6, 5 / 6, 1.0])
+
+
+def test_probe_recall_counts_the_rows_own_lists_at_every_probe_count():
+    probes = np.array([[0, 2, 1], [1, 0, 2], [2, 1, 0]])
+    lists = np.array([0, 1])
+    exact_lists = np.array([[0, 2, 1], [1, 1, 2]])
+    own = np.array([[0, 1], [1, 2]])  # row 0 also searches list 1, row 1 list 2
+    curve = probe_recall(lists, exact_lists, np.ones((2, 3), dtype=bool), probes, own)
+    assert curve.tolist() == pytest.approx([5 / 6, 1.0, 1.0])
+
+
+def test_join_costs_match_a_brute_force_count():
+    rng = np.random.default_rng(3)
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(0, 9, 7))])
+    nlist = len(offsets) - 1
+    probes = np.array([np.concatenate([[l], rng.permutation([m for m in range(nlist) if m != l])[:3]])
+                       for l in range(nlist)])
+    list_of_pos = np.repeat(np.arange(nlist), np.diff(offsets))
+    own = np.stack([list_of_pos, rng.integers(0, nlist, len(list_of_pos)), rng.integers(0, nlist, len(list_of_pos))], 1)
+    main, extra, pairs = quantize_join_costs(offsets, probes, own)
+    sizes = np.diff(offsets)
+    for p in range(1, 5):
+        assert main[p - 1] == sum(sizes[l] * sizes[probes[l, :p]].sum() for l in range(nlist))
+        left_out = [(r, z) for r in range(len(own)) for z in own[r] if z not in probes[list_of_pos[r], :p]]
+        assert pairs[p - 1] == len(left_out) and extra[p - 1] == sum(sizes[z] for _, z in left_out)
+    assert pairs[-1] <= pairs[0]
+
+
+def test_own_lists_beyond_one_probe_give_the_exact_graph(tmp_path):
+    """One probe (each row's own list) plus every list as the rows' own nearest lists: the second pass
+    alone compares every row with every other list, so the graph is exact; with no own lists, one
+    probe misses most neighbours."""
+    x = clustered_vectors(1500, 16, 12, 0.8, seed=6)
+    x = x.astype(np.float16).astype(np.float32)
+    embed_dir = _embed_dir(tmp_path, x, dtype="float16")
+    exact_i, _ = _exact(x, np.arange(1500), 6)
+    recalls = {}
+    for extra in (0, 30):
+        settings = NeighborsSettings(k=6, flat_max_rows=100, rows_per_list=50, probes=1, extra_lists=extra,
+                                     precision="float32", recall_sample=300, rows_per_shard=700)
+        out = str(tmp_path / f"g{extra}")
+        info, manifest = _build(embed_dir, out, settings, tasks=3)
+        assert info["lists"] == 30 and info["probes"] == 1 and manifest["extra_lists"] == extra
+        g = load_knn_graph(out)
+        recalls[extra] = _recall(g.neighbors, exact_i)
+        if extra:
+            assert info["extra_pairs"] == 1500 * 29  # every other list, for every row
+            _check_exact_similarities(x, g, 6)
+    assert recalls[30] > 0.995 and recalls[0] < 0.9
 
 
 def test_stage_phases_run_through_the_local_executor(tmp_path):
@@ -246,7 +297,7 @@ def test_minilm_vectors_of_three_news_corpora_meet_the_default_recall_target(tmp
     assert not info["exact"] and info["lists"] == round(len(x) / 1000)
     g = load_knn_graph(graph_dir)
     exact_i, _ = exact_knn(x, 10)
-    # measured 0.9675 at the defaults (target_recall 0.95 + margin 0.01 on recall@20); the issue's 0.97
-    # is not reached at the defaults
-    assert _recall(g.neighbors[:, :10], exact_i) >= 0.96
-    assert manifest["recall_at_k"] >= 0.96
+    # measured 0.9747 at the defaults (target_recall 0.96 + margin 0.01 on recall@20, 4 own lists, 6
+    # probes of 12 lists, 55% of all pairs compared; before the own lists: 0.9675 at 67%)
+    assert _recall(g.neighbors[:, :10], exact_i) >= 0.97
+    assert manifest["recall_at_k"] >= 0.97

@@ -77,7 +77,10 @@ class BlockTopK:
     ids int64 [m, k], -1 / -inf where fewer than k candidates existed).
     """
 
-    def __init__(self, queries: np.ndarray, k: int, keep: int, precision: str = "float32", device: str = "cpu"):
+    compiled_cpu = True  # CPU bfloat16: the compiled selection and re-score (False: torch's, for bench/join_blocks.py)
+
+    def __init__(self, queries: np.ndarray, k: int, keep: int, precision: str = "float32", device: str = "cpu",
+                 query_rows: int = 0):
         import torch
 
         self.torch = torch
@@ -90,13 +93,16 @@ class BlockTopK:
         m = len(queries)
         self.best_s = torch.full((m, k), float("-inf"), dtype=torch.float32, device=self.dev)
         self.best_i = torch.full((m, k), -1, dtype=torch.int64, device=self.dev)
-        self.query_rows = GPU_QUERY_ROWS if self.dev == "cuda" else QUERY_ROWS
+        self.query_rows = query_rows or (GPU_QUERY_ROWS if self.dev == "cuda" else QUERY_ROWS)
 
     def add(self, chunk: np.ndarray, ids: np.ndarray, self_cols: np.ndarray | None = None) -> None:
         """One candidate chunk: vectors [c, d], their ids int64 [c]; `self_cols[i]` is the column of
         query i inside this chunk (-1: not in it), masked so that no row lists itself."""
         torch = self.torch
         if len(chunk) == 0:
+            return
+        if self.dev == "cpu" and self.dtype == torch.bfloat16 and self.compiled_cpu:
+            self._add_cpu_bf16(chunk, ids, self_cols)
             return
         c32 = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)).to(self.dev)
         c = c32 if self.exact else c32.to(self.dtype)
@@ -122,6 +128,28 @@ class BlockTopK:
             top_i = torch.where(torch.isneginf(top_s), torch.full_like(top_j, -1), cid[top_j])
             self._merge(lo, hi, top_s, top_i)
 
+    def _add_cpu_bf16(self, chunk: np.ndarray, ids: np.ndarray, self_cols: np.ndarray | None) -> None:
+        """`add` on a CPU in bfloat16 with compiled kernels: the chunk goes to bfloat16 in one cast
+        (float16 -> float32 -> bfloat16 cost 2.5x that), each row's best `keep` columns are chosen by
+        `select_top_bf16` (one pass with a rising threshold; torch.topk sorted the whole block, as
+        costly as the product itself), then re-scored in float32 straight from the stored rows."""
+        torch = self.torch
+        chunk = np.ascontiguousarray(chunk)
+        c = torch.from_numpy(chunk).to(torch.bfloat16)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        skip = np.full(len(self.q), -1, dtype=np.int64) if self_cols is None else np.asarray(self_cols, dtype=np.int64)
+        q32 = self.q32.numpy()
+        for lo in range(0, len(self.q), self.query_rows):
+            hi = min(len(self.q), lo + self.query_rows)
+            bits = (self.q[lo:hi] @ c.T).view(torch.int16).numpy()
+            cols = select_top_bf16(bits, min(self.keep, len(chunk)), skip[lo:hi])
+            if chunk.dtype == np.float16:
+                exact = rescore_f16(q32[lo:hi], chunk.view(np.uint16), cols, F16_TO_F32)
+            else:
+                exact = rescore(q32[lo:hi], np.ascontiguousarray(chunk, dtype=np.float32), cols)
+            top_i = np.where(cols >= 0, ids[np.maximum(cols, 0)], -1)
+            self._merge(lo, hi, torch.from_numpy(exact), torch.from_numpy(top_i))
+
     def _merge(self, lo: int, hi: int, s, i) -> None:
         torch = self.torch
         all_s = torch.cat([self.best_s[lo:hi], s], dim=1)
@@ -139,17 +167,84 @@ class BlockTopK:
 
 @njit(cache=True, nogil=True, fastmath=True)
 def rescore(queries: np.ndarray, chunk: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """float32 inner products of query i with chunk rows cols[i, :] ([m, keep])."""
+    """float32 inner products of query i with chunk rows cols[i, :] ([m, keep]); -inf where cols < 0."""
     m, keep = cols.shape
     d = queries.shape[1]
     out = np.empty((m, keep), dtype=np.float32)
     for i in range(m):
         for j in range(keep):
             row = cols[i, j]
+            if row < 0:
+                out[i, j] = -np.inf
+                continue
             acc = np.float32(0.0)
             for t in range(d):
                 acc += queries[i, t] * chunk[row, t]
             out[i, j] = acc
+    return out
+
+
+# float32 value of every float16 bit pattern: numba has no float16, so the kernel reads stored float16
+# rows as uint16 and looks each up (a 256 KB table that stays in cache)
+F16_TO_F32 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def rescore_f16(queries: np.ndarray, chunk_bits: np.ndarray, cols: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """`rescore` with the chunk's rows stored as float16 (their bits, uint16)."""
+    m, keep = cols.shape
+    d = queries.shape[1]
+    out = np.empty((m, keep), dtype=np.float32)
+    for i in range(m):
+        for j in range(keep):
+            row = cols[i, j]
+            if row < 0:
+                out[i, j] = -np.inf
+                continue
+            acc = np.float32(0.0)
+            for t in range(d):
+                acc += queries[i, t] * table[chunk_bits[row, t]]
+            out[i, j] = acc
+    return out
+
+
+@njit(cache=True, nogil=True)
+def select_top_bf16(bits: np.ndarray, keep: int, skip: np.ndarray) -> np.ndarray:
+    """Columns of each row's `keep` largest bfloat16 values (given as their int16 bits), best first,
+    ties to the lower column; column skip[i] of row i is never chosen; -1 pads a row with fewer
+    columns. One pass per row: values at or below the current keep-th best are skipped, the rest
+    go to a buffer of 2 x keep that is cut back to the best keep when full."""
+    m, c = bits.shape
+    out = np.full((m, keep), -1, dtype=np.int64)
+    if keep <= 0:
+        return out
+    buf = np.empty(2 * keep, dtype=np.int64)
+    for i in range(m):
+        threshold = np.iinfo(np.int64).min
+        fast = -32769  # once the keep-th best is >= 0, its raw bits: anything at or below them loses
+        filled = 0
+        row = bits[i]
+        for j in range(c):
+            b = np.int64(row[j])
+            if b <= fast or j == skip[i]:
+                continue
+            # bfloat16 bits -> an integer of the same order: positive values as they are, negative
+            # ones mirrored below zero; then the column in the low 32 bits (lower column wins a tie)
+            key = b if b >= 0 else -(b & 0x7FFF) - 1
+            ranked = (key << 32) | (0xFFFFFFFF - j)
+            if ranked <= threshold:
+                continue
+            buf[filled] = ranked
+            filled += 1
+            if filled == 2 * keep:
+                buf[:] = np.sort(buf)[::-1]
+                filled = keep
+                threshold = buf[keep - 1]
+                if threshold >= 0:
+                    fast = threshold >> 32
+        best = np.sort(buf[:filled])[::-1]
+        for t in range(min(keep, filled)):
+            out[i, t] = 0xFFFFFFFF - (best[t] & 0xFFFFFFFF)
     return out
 
 

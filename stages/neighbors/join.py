@@ -5,20 +5,29 @@ independent datatrove tasks, none of which holds the corpus.
    list on average, trained on a seeded sample of `train_per_list` rows per list) over the corpus;
    each row goes to the list of its nearest centroid and votes for its `VOTE_LISTS` nearest lists.
    A list's *probes* are the lists its rows voted for most (ties and the rest by centroid
-   similarity), its own list first. On a seeded sample of `recall_sample` rows the exact top-k
-   (streamed over the corpus) tells, for every probe count P, which share of the true neighbours
-   lie in the sample rows' first P probes: the smallest P reaching `target_recall + recall_margin`
-   is the probe count (the recall a perfect join over those candidates reaches). The vectors are
+   similarity), its own list first. Each row also keeps its own `extra_lists` nearest lists: those
+   its list's probes leave out are searched for that row alone (rows far from their list's centre
+   have neighbours no list-wide probe count reaches cheaply: on 2M clustered rows the probe count
+   fell from 77 to ~20 at the same recall, with ~0.9 such lists per row). On a seeded sample of
+   `recall_sample` rows the exact top-k (streamed over the corpus) tells, for every probe count P,
+   which share of the true neighbours lie in the sample rows' first P probes or own lists (the
+   recall a perfect join over those candidates reaches); of the (P, own lists 0/2/4/`extra_lists`)
+   pairs reaching `target_recall + recall_margin`, the one with the fewest comparisons is used
+   (`quantize.join_costs`; an own-list comparison counts EXTRA_COST, its blocks are small). The vectors are
    then rewritten sorted by list (`join/vectors.npy`, the embeddings' dtype), so every list is one
-   contiguous range. Up to `flat_max_rows` rows (or `probes` >= the list count) there is no
-   k-means: one list holds every row and the join is exact (float32).
-   Memory: the k-means sample (40 x lists x d x 4 B: 61 MB at 1M rows), the row -> list table
-   (16 B per row), one 65,536-row block; the embedding pages it read are dropped as it goes.
+   contiguous range (an external bucket sort, `rowfiles.write_sorted_by_list`). Up to
+   `flat_max_rows` rows (or `probes` >= the list count) there is no k-means: one list holds every
+   row and the join is exact (float32).
+   Memory: the k-means sample (40 x lists x d x 4 B: 61 MB at 1M rows), the row -> list tables
+   (~40 B per row), one 65,536-row window and one sort bucket; every read of the corpus is a
+   sequential window whose mapped pages are dropped after use (`rowfiles.py` says why).
 2. `search` (`tasks` tasks): the rows are cut into groups (a list, or a slice of a big one); groups
    are dealt to tasks by estimated cost (rows x candidates, largest first to the least loaded). For
    each group the candidates (its first P probe lists) stream through `blocks.BlockTopK` in chunks:
    one matrix product per chunk (bfloat16 on CPUs that have it, float16 on GPUs, float32 when
-   exact), the best k x `rerank` re-scored in float32, merged per row. Memory: one group and one
+   exact), the best k x `rerank` re-scored in float32, merged per row. Then the task's rows against
+   their own lists left out by the probes, list by list (each read once per task), in fixed-size
+   row blocks (so the products, hence the graph, do not depend on the task count). Memory: one group and one
    chunk (~200 MB, see `blocks.py`) plus the task's output (16 B x k per row it owns); vectors are
    read with plain file reads, not mapped, so the task's resident memory is what it holds.
 3. `finalize` (1 task): ids, the graph in `rows_per_shard` shards (`store.py` format), the recall
@@ -31,94 +40,20 @@ from __future__ import annotations
 import heapq
 import json
 import math
-import mmap
 import os
 import shutil
 
 import numpy as np
 
+from stages.neighbors.rowfiles import NpyRows, drop_pages, release_freed_memory
+
 JOIN_DIR = "join"
-VOTE_LISTS = 3  # nearest lists each row votes for (measured: 3 beat 2 and 4 on the 1M benchmark corpus)
-MAX_PROBES = 512
 GROUP_LISTS = 4  # a group holds at most GROUP_LISTS x rows_per_list rows (big lists are split)
-BLOCK = 65536
 INFO = "quantize.json"
 
 
 # ------------------------------------------------------------------------------------------------
 # files
-
-
-def release_freed_memory(first: bool = True) -> None:
-    """Keep a long task's resident memory at what it holds. Measured without this: +8 MB per group,
-    which adds up over the groups (and tasks) a worker process runs. Two causes: glibc raises its
-    mmap threshold after the first big free, so later per-chunk arrays come from a heap that
-    fragments (fixed threshold, and `malloc_trim` after each group); and oneDNN caches a primitive
-    per matrix shape (groups differ in shape), capped here before the first product."""
-    import ctypes
-
-    if first:
-        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        if first:
-            libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD (fixed, so no longer adjusted)
-            libc.mallopt(-1, 1 << 20)  # M_TRIM_THRESHOLD
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def drop_pages(array) -> None:
-    """Tell the OS this process no longer needs the pages of a memory-mapped array (they stay in the
-    page cache), so reading a corpus through a map does not count against the task's memory."""
-    for part in getattr(array, "parts", None) or [array]:
-        base = part
-        while base is not None and not isinstance(getattr(base, "_mmap", None), mmap.mmap):
-            base = getattr(base, "base", None)
-        if base is not None and hasattr(mmap, "MADV_DONTNEED"):
-            try:
-                base._mmap.madvise(mmap.MADV_DONTNEED)
-            except (OSError, ValueError):
-                pass
-
-
-def _npy_offset(path: str) -> tuple[int, np.dtype, tuple]:
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(f)
-        return f.tell(), dtype, shape
-
-
-class NpyRows:
-    """Rows lo..hi of a 2-D (or 1-D) `.npy` file by plain reads: nothing mapped, nothing cached."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.offset, self.dtype, self.shape = _npy_offset(path)
-        self.row_items = int(np.prod(self.shape[1:])) if len(self.shape) > 1 else 1
-        self.file = open(path, "rb")
-
-    def __call__(self, lo: int, hi: int) -> np.ndarray:
-        count = max(0, hi - lo) * self.row_items
-        self.file.seek(self.offset + lo * self.row_items * self.dtype.itemsize)
-        out = np.fromfile(self.file, dtype=self.dtype, count=count)
-        return out.reshape((max(0, hi - lo), *self.shape[1:]))
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def write_npy_stream(path: str, dtype, shape: tuple, blocks) -> None:
-    """An `.npy` file written block by block (no memory map, so no dirty pages held), atomically."""
-    from curate.atomic import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                                                 "fortran_order": False, "shape": tuple(shape)})
-        for block in blocks:
-            f.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
 
 
 def join_path(data_dir: str, name: str) -> str:
@@ -128,157 +63,6 @@ def join_path(data_dir: str, name: str) -> str:
 def read_info(data_dir: str) -> dict:
     with open(join_path(data_dir, INFO), encoding="utf-8") as f:
         return json.load(f)
-
-
-# ------------------------------------------------------------------------------------------------
-# phase 1: quantize
-
-
-def checked_vectors(embed_dir: str):
-    """The embedding shards memory-mapped, each refused if it has NaN/inf/zero rows or the wrong
-    dimension (naming the shard), with the pages read by the check dropped."""
-    from stages.embed.store import check_shard, list_shards, load_embeddings, shard_paths
-
-    _, vectors, _ = load_embeddings(embed_dir, mmap=True, check=False)
-    parts = getattr(vectors, "parts", [vectors])
-    for rank, part in zip(list_shards(embed_dir), parts):
-        check_shard(part, shard_paths(embed_dir, rank)[0])
-        drop_pages(part)
-    return vectors
-
-
-def vote_probes(top: np.ndarray, centroids: np.ndarray, max_probes: int) -> np.ndarray:
-    """Per list, the lists its rows voted for most (each row votes for its nearest `top.shape[1]`
-    lists), ties and unvoted lists by centroid similarity; own list first. int32 [nlist, max_probes]."""
-    import torch
-
-    nlist = len(centroids)
-    own = top[:, 0].astype(np.int64)
-    keys = np.concatenate([own * nlist + top[:, j] for j in range(top.shape[1])])
-    keys, counts = np.unique(keys, return_counts=True)
-    voter, voted = keys // nlist, keys % nlist
-    c = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32))
-    out = np.empty((nlist, max_probes), dtype=np.int32)
-    for lo in range(0, nlist, 256):
-        hi = min(nlist, lo + 256)
-        score = 0.49 * (c[lo:hi] @ c.T).clamp(-1, 1)  # < 0.5: orders lists of equal votes only
-        a, b = np.searchsorted(voter, [lo, hi])
-        score[voter[a:b] - lo, voted[a:b]] += torch.from_numpy(counts[a:b].astype(np.float32))
-        score[torch.arange(hi - lo), torch.arange(lo, hi)] = float("inf")
-        out[lo:hi] = torch.topk(score, max_probes, dim=1).indices.numpy()
-    return out
-
-
-def probe_recall(sample_lists: np.ndarray, exact_lists: np.ndarray, valid: np.ndarray,
-                 probes: np.ndarray) -> np.ndarray:
-    """recall[P-1]: the share of the sample's exact neighbours that lie in the first P probes of the
-    sample row's list, for P = 1..probes.shape[1] (what a join over those candidates finds)."""
-    width = probes.shape[1]
-    rank = np.full(exact_lists.shape, width, dtype=np.int64)
-    for i, lst in enumerate(sample_lists):
-        pos = np.full(int(probes.max()) + 1 if probes.size else 1, width, dtype=np.int64)
-        pos[probes[lst]] = np.arange(width)
-        e = exact_lists[i]
-        ok = valid[i] & (e < len(pos))
-        rank[i, ok] = pos[e[ok]]
-    total = max(1, int(valid.sum()))
-    hist = np.bincount(rank[valid], minlength=width + 1)[:width]
-    return np.cumsum(hist) / total
-
-
-def quantize(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
-    """Phase 1 (see the module docstring); writes `join/` and returns its info."""
-    import faiss
-    import torch
-
-    from curate.atomic import write_json_atomic, write_numpy_atomic
-    from stages.neighbors import blocks
-    from stages.neighbors import index as knn
-
-    release_freed_memory()
-    os.makedirs(os.path.join(data_dir, JOIN_DIR), exist_ok=True)
-    vectors = checked_vectors(embed_dir)
-    n, d = int(vectors.shape[0]), int(vectors.shape[1])
-    k = s.k
-    flat_max = s.flat_max_rows or 50_000
-    nlist = max(1, int(round(n / s.rows_per_list)))
-    exact = n <= flat_max or nlist == 1
-    device = "gpu" if s.device != "cpu" and blocks.gpu_available() else "cpu"
-    info = {"n": n, "dim": d, "k": k, "exact": bool(exact), "device": device, "seed": seed,
-            "precision": "float32" if exact else blocks.resolve_precision(s.precision, device)}
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, size=min(n, s.recall_sample), replace=False)) if n else np.zeros(0, np.int64)
-    if exact:
-        nlist, centroids = 1, np.zeros((1, d), np.float32)
-        list_of_row = np.zeros(n, dtype=np.int64)
-        probes, chosen, trace = np.zeros((1, 1), np.int32), 1, []
-    else:
-        train_rows = np.sort(rng.choice(n, size=min(n, max(s.train_per_list * nlist, 10_000)), replace=False))
-        train = np.ascontiguousarray(vectors[train_rows], dtype=np.float32)
-        drop_pages(vectors)
-        kmeans = faiss.Kmeans(d, nlist, niter=10, seed=seed, spherical=True, verbose=False,
-                              gpu=knn.select_faiss_device() == "gpu" and device == "gpu")
-        kmeans.train(train)
-        centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
-        del train, kmeans
-        top = np.empty((n, min(VOTE_LISTS, nlist)), dtype=np.int32)
-        dev = blocks.torch_device(device)
-        # the product in the join's precision: a list is a coarse region, and ties are broken the same way each run
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[info["precision"]]
-        c = torch.from_numpy(centroids).to(dev).to(dtype)
-        step = max(256, min(BLOCK, 2**24 // nlist))  # similarity block <= 16M entries, whatever the list count
-        for lo in range(0, n, step):
-            x = torch.from_numpy(np.ascontiguousarray(vectors[lo : lo + step], dtype=np.float32)).to(dev).to(dtype)
-            top[lo : lo + len(x)] = torch.topk(x @ c.T, top.shape[1], dim=1).indices.cpu().numpy()
-            drop_pages(vectors)
-        list_of_row = top[:, 0].astype(np.int64)
-        probes = vote_probes(top, centroids, min(nlist, MAX_PROBES))
-        del top
-    order = np.argsort(list_of_row, kind="stable")
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(list_of_row, minlength=nlist))]).astype(np.int64)
-    # exact neighbours of the sample: the tuning's reference and, in `finalize`, the stated recall's
-    exact_s, exact_i = blocks.exact_topk(np.asarray(vectors[sample], dtype=np.float32), sample, vectors, k, device,
-                                         chunk_rows=16384, after_chunk=lambda: drop_pages(vectors)) \
-        if n else (np.zeros((0, k), np.float32), np.zeros((0, k), np.int64))
-    drop_pages(vectors)
-    if not exact:
-        valid = exact_i >= 0
-        curve = probe_recall(list_of_row[sample], list_of_row[np.maximum(exact_i, 0)], valid, probes)
-        goal = min(1.0, s.target_recall + s.recall_margin)
-        if s.probes:
-            chosen = min(s.probes, probes.shape[1])
-        else:
-            reached = np.flatnonzero(curve >= goal - 1e-12)
-            chosen = int(reached[0]) + 1 if len(reached) else probes.shape[1]
-        trace = [[p, round(float(curve[p - 1]), 6)] for p in sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, chosen})
-                 if p <= probes.shape[1]]
-        probes = np.ascontiguousarray(probes[:, :chosen])
-    sizes = np.diff(offsets)
-    comparisons = int(sum(int(sizes[l]) * int(sizes[probes[l]].sum()) for l in range(nlist)))
-    write_npy_stream(join_path(data_dir, "vectors.npy"), vectors.dtype, (n, d),
-                     _gather_sorted(vectors, order))
-    write_numpy_atomic(order.astype(np.int64), join_path(data_dir, "rows.npy"))
-    write_numpy_atomic(offsets, join_path(data_dir, "offsets.npy"))
-    write_numpy_atomic(probes.astype(np.int32), join_path(data_dir, "probes.npy"))
-    write_numpy_atomic(np.asarray(sample, dtype=np.int64), join_path(data_dir, "sample_rows.npy"))
-    write_numpy_atomic(exact_i.astype(np.int64), join_path(data_dir, "sample_exact.npy"))
-    info.update(lists=int(nlist), probes=int(chosen), probe_trace=trace, comparisons=comparisons,
-                comparisons_share=comparisons / max(1, n * n), list_rows_max=int(sizes.max()) if n else 0,
-                tuned_recall=float(probe_recall(list_of_row[sample], list_of_row[np.maximum(exact_i, 0)], exact_i >= 0,
-                                                probes)[-1]) if (n and not exact) else 1.0)
-    write_json_atomic(info, join_path(data_dir, INFO))  # last: its presence means `join/` is complete
-    return info
-
-
-def _gather_sorted(vectors, order: np.ndarray):
-    """The corpus rows in `order`, a block at a time (each block's rows read in ascending order)."""
-    for lo in range(0, len(order), BLOCK):
-        rows = order[lo : lo + BLOCK]
-        by_row = np.argsort(rows, kind="stable")
-        block = np.empty((len(rows), vectors.shape[1]), dtype=vectors.dtype)
-        block[by_row] = vectors[rows[by_row]]
-        drop_pages(vectors)
-        yield block
 
 
 # ------------------------------------------------------------------------------------------------
@@ -339,6 +123,56 @@ def _merged_ranges(offsets: np.ndarray, lists: np.ndarray) -> list[tuple[int, in
     return [(a, b) for a, b in out]
 
 
+EXTRA_BLOCK = 64  # rows per product in the own-lists pass (fixed, padded: see _join_own_lists)
+
+
+def _join_own_lists(data_dir: str, pos: np.ndarray, lists: np.ndarray, positions: np.ndarray, nb: np.ndarray,
+                    sims: np.ndarray, offsets: np.ndarray, read, k: int, keep: int, precision: str, device: str,
+                    chunk_rows: int) -> int:
+    """Second pass of a search task: row `pos[j]` (a sorted-file position) against list `lists[j]`, one
+    of its own nearest lists that its list's probes leave out, merged into its neighbours (`nb`, `sims`
+    of the task's `positions`, updated in place).
+
+    Rows far from their list's centre find neighbours that no list-wide probe count reaches at a
+    sensible cost. Pairs are taken list by list, so each such list is read (and cast) once per task,
+    with all the task's rows that need it. Those rows go through the products in blocks of exactly
+    EXTRA_BLOCK rows (the last one padded with zero rows), so every row's products come from the same
+    kernel on the same shapes whichever rows share its block: the graph does not depend on the task
+    count. Returns the comparisons made."""
+    from stages.neighbors import blocks
+
+    where = np.argsort(positions, kind="stable")
+    by_pair = np.lexsort((pos, lists))
+    pos, lists = pos[by_pair], lists[by_pair]
+    cuts = np.flatnonzero(np.diff(lists)) + 1
+    mapped = np.load(join_path(data_dir, "vectors.npy"), mmap_mode="r")
+    compared = 0
+    try:
+        for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(lists)]])):
+            query_pos = pos[a:b]
+            m = len(query_pos)
+            queries = np.zeros((-(-m // EXTRA_BLOCK) * EXTRA_BLOCK, mapped.shape[1]), dtype=np.float32)
+            queries[:m] = mapped[query_pos]
+            drop_pages(mapped)
+            # float32 products: with ~1,000 candidates a row, choosing k x rerank of them in low
+            # precision and re-scoring costs more than the exact product (measured 3x)
+            top = blocks.BlockTopK(queries, k, k, "float32", device, query_rows=EXTRA_BLOCK)
+            for chunk, pieces in _candidate_chunks(_merged_ranges(offsets, [lists[a]]), read, chunk_rows):
+                ids = np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi, _ in pieces])
+                top.add(chunk, ids, None)  # another list than the row's own: it cannot meet itself
+                compared += m * len(chunk)
+            new_s, new_i = top.result()
+            at = where[np.searchsorted(positions[where], query_pos)]
+            all_s = np.concatenate([sims[at], new_s[:m]], axis=1)
+            all_i = np.concatenate([nb[at], new_i[:m]], axis=1)
+            best = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
+            sims[at] = np.take_along_axis(all_s, best, axis=1)
+            nb[at] = np.take_along_axis(all_i, best, axis=1)
+    finally:
+        del mapped
+    return compared
+
+
 def join_task(data_dir: str, rank: int, tasks: int, s) -> dict:
     """Phase 2 for task `rank`: the k nearest neighbours of the rows of its groups, written to
     `join/part_{rank}.*` (global rows ascending)."""
@@ -356,7 +190,8 @@ def join_task(data_dir: str, rank: int, tasks: int, s) -> dict:
     device = info["device"]
     chunk_rows = blocks.GPU_CHUNK_ROWS if blocks.torch_device(device) == "cuda" else blocks.CHUNK_ROWS
     rerank = s.rerank or 2
-    out_rows, out_nb, out_s, compared = [], [], [], 0
+    own = NpyRows(join_path(data_dir, "own_lists.npy")) if info.get("extra_lists") else None
+    out_pos, out_nb, out_s, extra_pos, extra_list, compared = [], [], [], [], [], 0
     try:
         for g in np.flatnonzero(owner == rank):
             lst, glo, ghi = groups[g]
@@ -371,16 +206,30 @@ def join_task(data_dir: str, rank: int, tasks: int, s) -> dict:
                 top.add(chunk, ids, cols)
                 compared += (ghi - glo) * len(chunk)
             sims, pos = top.result()
-            out_rows.append(rows_of[glo:ghi])
-            out_nb.append(np.where(pos >= 0, rows_of[np.maximum(pos, 0)], -1))
+            out_pos.append(np.arange(glo, ghi, dtype=np.int64))
+            out_nb.append(pos)
             out_s.append(sims)
+            if own is not None:  # the rows' own nearest lists that the list's probes leave out
+                probed = np.zeros(len(offsets) - 1, dtype=bool)
+                probed[probes[lst]] = True
+                lists = own(glo, ghi)
+                r, c = np.nonzero(~probed[lists])
+                extra_pos.append(glo + r)
+                extra_list.append(lists[r, c].astype(np.int64))
             del top
             release_freed_memory(first=False)
+        positions = np.concatenate(out_pos) if out_pos else np.zeros(0, np.int64)
+        nb = np.concatenate(out_nb) if out_nb else np.zeros((0, k), np.int64)
+        sims = np.concatenate(out_s) if out_s else np.zeros((0, k), np.float32)
+        if extra_pos and sum(len(e) for e in extra_pos):
+            compared += _join_own_lists(data_dir, np.concatenate(extra_pos), np.concatenate(extra_list), positions,
+                                        nb, sims, offsets, read, k, k * rerank, info["precision"], device, chunk_rows)
     finally:
         read.close()
-    rows = np.concatenate(out_rows) if out_rows else np.zeros(0, np.int64)
-    nb = np.concatenate(out_nb) if out_nb else np.zeros((0, k), np.int64)
-    sims = np.concatenate(out_s) if out_s else np.zeros((0, k), np.float32)
+        if own is not None:
+            own.close()
+    rows = rows_of[positions]
+    nb = np.where(nb >= 0, rows_of[np.maximum(nb, 0)], -1)
     by_row = np.argsort(rows, kind="stable")
     write_numpy_atomic(np.ascontiguousarray(nb[by_row], dtype=np.int64), join_path(data_dir, f"part_{rank:05d}.neighbors.npy"))
     write_numpy_atomic(np.ascontiguousarray(sims[by_row], dtype=np.float16), join_path(data_dir, f"part_{rank:05d}.similarities.npy"))
@@ -446,6 +295,7 @@ def finalize_join(embed_dir: str, data_dir: str, s, seed: int = 0) -> dict:
         "index": "Flat" if info["exact"] else f"join{info['lists']},probes{info['probes']}",
         "device": info["device"], "precision": info["precision"], "exact": info["exact"],
         "lists": info["lists"], "probes": info["probes"], "probe_trace": info.get("probe_trace", []),
+        "extra_lists": info.get("extra_lists", 0), "extra_pairs": info.get("extra_pairs", 0),
         "tuned_recall_at_k": info["tuned_recall"], "comparisons": info["comparisons"],
         "comparisons_share": info["comparisons_share"], "rerank": s.rerank or 2,
         "recall_at_k": float(knn.recall_at_k(sample_i, exact_i)), "recall_sample_size": int(len(sample)),

@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from stages.neighbors.rowfiles import read_rows
 from stages.order.graph import csr_adjacency, heaviest_first, undirected_edges
 
 
@@ -99,7 +100,7 @@ def _endpoint_candidates(vectors: np.ndarray, ends: np.ndarray, k: int) -> tuple
     """Candidate edges between fragment ends: each end's top-k most similar other ends (FAISS)."""
     import faiss
 
-    xe = np.ascontiguousarray(vectors[ends], dtype=np.float32)
+    xe = read_rows(vectors, ends, np.float32)
     m = len(ends)
     kk = min(k + 1, m)
     if m > 4000:

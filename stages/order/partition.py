@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from stages.neighbors.rowfiles import read_rows
 from stages.order.graph import restrict_knn
 from stages.order.stitch import stitch_partitions
 
@@ -43,7 +44,7 @@ def assign_partitions(vectors: np.ndarray, partition_size: int, seed: int = 0, m
     parts = int(np.ceil(n / partition_size))
     rng = np.random.default_rng(seed)
     take = np.sort(rng.choice(n, size=min(n, parts * sample), replace=False))
-    train = np.ascontiguousarray(vectors[take], dtype=np.float32)
+    train = np.ascontiguousarray(vectors[take], dtype=np.float32)  # a RowSubset reads it in windows
     km = faiss.Kmeans(d, parts, niter=12, seed=int(seed) % (2**31), spherical=True, verbose=False,
                       max_points_per_centroid=sample, gpu=bool(gpu))
     km.train(train)
@@ -103,7 +104,7 @@ def order_restricted(order_fn: Callable[..., np.ndarray], vectors, local_neighbo
                      local_similarities: np.ndarray, rows: np.ndarray, seed: int = 0, **kw) -> np.ndarray:
     """`order_partition` when the partition's table is already read and renumbered (`RestrictedKnnTable`)."""
     nb, ns = local_neighbors, local_similarities
-    x = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    x = read_rows(vectors, rows, np.float32)
     local = order_fn(x, nb, ns, seed, **kw)
     return rows[local]
 

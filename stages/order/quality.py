@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stages.neighbors.rowfiles import read_rows
+
 _CHUNK = 1 << 15  # rows per block: two float32 blocks of 384-d vectors stay under 100 MB
 
 
@@ -34,9 +36,8 @@ def adjacent_similarities(vectors: np.ndarray, order: np.ndarray) -> np.ndarray:
     out = np.empty(max(len(order) - 1, 0), dtype=np.float32)
     for lo in range(0, len(out), _CHUNK):
         hi = min(lo + _CHUNK, len(out))
-        u = np.asarray(vectors[order[lo:hi]], dtype=np.float32)
-        v = np.asarray(vectors[order[lo + 1 : hi + 1]], dtype=np.float32)
-        out[lo:hi] = np.einsum("ij,ij->i", u, v)
+        x = read_rows(vectors, order[lo : hi + 1], np.float32)
+        out[lo:hi] = np.einsum("ij,ij->i", x[:-1], x[1:])
     return out
 
 

@@ -31,6 +31,7 @@ from curate.atomic import write_json_atomic, write_numpy_atomic, write_parquet_a
 from curate.figures import downsample, histogram, write_report_section
 from curate.plan import GlobalPlan, Phase, StageContext
 from curate.registry import StageSettings, register_stage
+from stages.neighbors.rowfiles import RowSubset
 from stages.order.algorithms import ALGORITHMS
 from stages.order.store import ORDER_FILE, ORDER_PHASE, QUALITY_FILE, order_path, write_order
 
@@ -140,7 +141,7 @@ class OrderPartition(PipelineStep):
         if not ALGORITHMS[self.settings.algorithm].partitioned or size == 0 or len(rows) <= size:
             part = np.zeros(len(rows), dtype=np.int64)
         else:
-            part = assign_partitions(vectors[rows], size, self.seed)
+            part = assign_partitions(RowSubset(vectors, rows), size, self.seed)
             part = refine_partitions_by_graph(part, RestrictedKnnTable(table, rows))
         self.stat_update("partitions", value=int(part.max()) + 1 if len(part) else 0)
         write_parquet_atomic(pl.DataFrame({"row": rows, "partition": part}), os.path.join(self.output_dir, "members.parquet"))

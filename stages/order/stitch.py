@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stages.neighbors.rowfiles import read_rows
 from stages.order.algorithms import order_by_greedy_path
 
 STITCH_METHODS = ("dp", "ortools")
@@ -36,8 +37,8 @@ _SCALE = 10_000  # similarity resolution of the integer arc costs
 
 
 def _end_vectors(vectors: np.ndarray, paths: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    heads = np.stack([np.asarray(vectors[p[0]], dtype=np.float32) for p in paths])
-    tails = np.stack([np.asarray(vectors[p[-1]], dtype=np.float32) for p in paths])
+    heads = read_rows(vectors, [p[0] for p in paths], np.float32)
+    tails = read_rows(vectors, [p[-1] for p in paths], np.float32)
     return heads, tails
 
 
@@ -58,7 +59,7 @@ def plan_dp(vectors: np.ndarray, paths: list[np.ndarray], seed: int = 0) -> Stit
     m = len(paths)
     if m == 1:
         return [(0, False)]
-    cent = np.stack([np.asarray(vectors[p], dtype=np.float32).mean(axis=0) for p in paths])
+    cent = np.stack([read_rows(vectors, p, np.float32).mean(axis=0) for p in paths])
     cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
     sims = cent @ cent.T
     np.fill_diagonal(sims, -np.inf)
