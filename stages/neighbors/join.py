@@ -2,7 +2,7 @@
 independent datatrove tasks, none of which holds the corpus.
 
 1. `quantize` (1 task): coarse-quantise once. FAISS spherical k-means (`rows_per_list` rows per
-   list on average, trained on a seeded sample of `train_per_list` rows per list) over the corpus;
+   list on average, trained on a seeded sample of `train_per_list` (120) rows per list) over the corpus;
    each row goes to the list of its nearest centroid and votes for its `VOTE_LISTS` nearest lists.
    A list's *probes* are the lists its rows voted for most (ties and the rest by centroid
    similarity), its own list first. Each row also keeps its own `extra_lists` nearest lists: those
@@ -18,7 +18,7 @@ independent datatrove tasks, none of which holds the corpus.
    contiguous range (an external bucket sort, `rowfiles.write_sorted_by_list`). Up to
    `flat_max_rows` rows (or `probes` >= the list count) there is no k-means: one list holds every
    row and the join is exact (float32).
-   Memory: the k-means sample (40 x lists x d x 4 B: 61 MB at 1M rows), the row -> list tables
+   Memory: the k-means sample (120 x lists x d x 4 B: 184 MB at 1M rows), the row -> list tables
    (~40 B per row), one 65,536-row window and one sort bucket; every read of the corpus is a
    sequential window whose mapped pages are dropped after use (`rowfiles.py` says why).
 2. `search` (`tasks` tasks): the rows are cut into groups (a list, or a slice of a big one); groups

@@ -46,7 +46,7 @@ def build_knn_graph(embed_dir: str, output_dir: str, s: NeighborsSettings, seed:
     rerank = s.rerank or knn.default_rerank(key)
 
     t_build = time.perf_counter()
-    index = knn.build_index(vectors, key, device, seed, s.train_per_list) if n else None
+    index = knn.build_index(vectors, key, device, seed, s.train_per_list or 40) if n else None
     build_s = time.perf_counter() - t_build
 
     rng = np.random.default_rng(seed)

@@ -79,7 +79,7 @@ def search_one_shard(embed_dir: str, data_dir: str, shard: int, shards: int, set
     if m == 0:
         index = None
     else:
-        index = knn.build_index(xb, key, device, seed + shard, settings.train_per_list)
+        index = knn.build_index(xb, key, device, seed + shard, settings.train_per_list or 40)
         rng = np.random.default_rng(seed + shard)
         sample = np.sort(rng.choice(m, size=min(m, settings.recall_sample), replace=False))
         _, exact_I = knn.exact_knn(xb, sample, k, device)
