@@ -161,7 +161,7 @@ def test_documents_writer_on_a_full_disk_names_the_folder_and_publishes_nothing(
     docs = [Document(text=random.Random(i).randbytes(20000).hex(), id=str(i)) for i in range(30)]
     folder = tiny_disk / "documents"
     with pytest.raises(OSError) as e:
-        for _ in DocumentsWriter(str(folder), parts=2).run(iter(docs), rank=0):
+        for _ in DocumentsWriter(str(folder)).run(iter(docs), rank=0):
             pass
     assert "No space left on device" in str(e.value) and str(folder) in str(e.value)
     assert os.listdir(folder) == []  # no complete-looking file, and no partial one either
